@@ -26,7 +26,8 @@ enum class Task { kClassification, kDetection, kSegmentation };
 // Returns "classification", "detection" or "segmentation".
 std::string_view TaskName(Task task);
 
-// One input image. The bytes are moved in from the request message, never copied again.
+// One input image. `bytes` points into memory the submitter keeps alive until `done` has been
+// called (the front end points into the gRPC request message), so images are never copied.
 struct ImageInput {
   enum class Kind {
     kEncoded,        // JPEG/PNG/WebP/BMP file bytes; width/height unused
@@ -34,7 +35,7 @@ struct ImageInput {
     kNormalizedChw,  // 3 x height x width float32 network input, used as is (see vision.proto)
   };
   Kind kind = Kind::kEncoded;
-  std::string bytes;
+  std::string_view bytes;
   int height = 0;
   int width = 0;
 };
