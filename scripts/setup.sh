@@ -9,7 +9,7 @@ set -euo pipefail
 
 build_packages=(
   build-essential cmake ninja-build pkg-config git ca-certificates
-  libtorch-dev libopenblas0-openmp
+  libtorch-dev libopenblas0-openmp libdnnl-dev
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libopencv-dev prometheus-cpp-dev libabsl-dev
   libgtest-dev libgmock-dev libbenchmark-dev
@@ -21,7 +21,7 @@ test_packages=(
   prometheus curl
 )
 runtime_packages=(
-  libtorch1.13 libopenblas0-openmp libgrpc++1.51 libprotobuf32
+  libtorch1.13 libopenblas0-openmp libdnnl2 libgrpc++1.51 libprotobuf32
   libopencv-core406 libopencv-imgproc406 libopencv-imgcodecs406
   libprometheus-cpp-pull1.0 libprometheus-cpp-core1.0 ca-certificates
 )
