@@ -17,7 +17,7 @@ build_packages=(
 # Test-only: the official InternImage code runs under Debian's PyTorch to produce parity fixtures,
 # real photographs come from scikit-image, and the deployment tests start a real Prometheus.
 test_packages=(
-  python3 python3-torch python3-torchvision python3-numpy python3-skimage python3-pil
+  python3 python3-torch python3-torchvision python3-numpy python3-skimage python3-pil python3-opencv
   prometheus curl
 )
 runtime_packages=(
