@@ -1,0 +1,104 @@
+#include "client/common/channel.h"
+
+#include <chrono>
+#include <utility>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "client/common/io.h"
+#include "grpcpp/create_channel.h"
+#include "grpcpp/security/credentials.h"
+#include "grpcpp/support/channel_arguments.h"
+
+namespace iis::client {
+namespace {
+
+const char* ConnectivityName(grpc_connectivity_state state) {
+  switch (state) {
+    case GRPC_CHANNEL_IDLE:
+      return "IDLE";
+    case GRPC_CHANNEL_CONNECTING:
+      return "CONNECTING";
+    case GRPC_CHANNEL_READY:
+      return "READY";
+    case GRPC_CHANNEL_TRANSIENT_FAILURE:
+      return "TRANSIENT_FAILURE";
+    case GRPC_CHANNEL_SHUTDOWN:
+      return "SHUTDOWN";
+  }
+  return "UNKNOWN";
+}
+
+}  // namespace
+
+std::vector<FlagSpec> ChannelFlagSpecs() {
+  return {{"target", true, true},       {"tls", false},         {"ca-cert", true},
+          {"client-cert", true},        {"client-key", true},   {"server-name", true}};
+}
+
+absl::Status ApplyTlsFlags(const ParsedArgs& args, ChannelOptions* options) {
+  options->ca_cert_file = args.GetString("ca-cert", "");
+  options->client_cert_file = args.GetString("client-cert", "");
+  options->client_key_file = args.GetString("client-key", "");
+  options->server_name = args.GetString("server-name", "");
+  options->tls = args.Has("tls") || !options->ca_cert_file.empty() ||
+                 !options->client_cert_file.empty() || !options->client_key_file.empty();
+  if (options->client_cert_file.empty() != options->client_key_file.empty()) {
+    return absl::InvalidArgumentError(
+        "--client-cert and --client-key: expected both (mutual TLS) or neither, got only " +
+        std::string(options->client_cert_file.empty() ? "--client-key" : "--client-cert"));
+  }
+  if (!options->server_name.empty() && !options->tls) {
+    return absl::InvalidArgumentError(
+        "--server-name: only meaningful with TLS, add --tls (or --ca-cert)");
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::shared_ptr<grpc::Channel>> CreateChannel(const ChannelOptions& options) {
+  if (options.target.empty()) {
+    return absl::InvalidArgumentError("--target: expected HOST:PORT, got an empty string");
+  }
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(options.max_receive_message_bytes);
+  args.SetMaxSendMessageSize(-1);
+  if (options.round_robin) args.SetLoadBalancingPolicyName("round_robin");
+  if (options.connection_id != 0) {
+    // A distinct argument set and a local subchannel pool give this channel its own connections.
+    args.SetInt("iis.connection_id", options.connection_id);
+    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  }
+  std::shared_ptr<grpc::ChannelCredentials> credentials;
+  if (options.tls) {
+    grpc::SslCredentialsOptions ssl;
+    if (!options.ca_cert_file.empty()) {
+      auto roots = ReadFileToString("--ca-cert", options.ca_cert_file);
+      if (!roots.ok()) return roots.status();
+      ssl.pem_root_certs = *std::move(roots);
+    }
+    if (!options.client_cert_file.empty()) {
+      auto chain = ReadFileToString("--client-cert", options.client_cert_file);
+      if (!chain.ok()) return chain.status();
+      auto key = ReadFileToString("--client-key", options.client_key_file);
+      if (!key.ok()) return key.status();
+      ssl.pem_cert_chain = *std::move(chain);
+      ssl.pem_private_key = *std::move(key);
+    }
+    if (!options.server_name.empty()) args.SetSslTargetNameOverride(options.server_name);
+    credentials = grpc::SslCredentials(ssl);
+  } else {
+    credentials = grpc::InsecureChannelCredentials();
+  }
+  return grpc::CreateCustomChannel(options.target, credentials, args);
+}
+
+absl::Status WaitForReady(grpc::Channel& channel, const std::string& target,
+                          absl::Duration timeout) {
+  const auto deadline = std::chrono::system_clock::now() + absl::ToChronoMilliseconds(timeout);
+  if (channel.WaitForConnected(deadline)) return absl::OkStatus();
+  return absl::UnavailableError(absl::StrCat(
+      "cannot connect to '", target, "' within ", absl::FormatDuration(timeout),
+      " (channel state ", ConnectivityName(channel.GetState(/*try_to_connect=*/false)), ")"));
+}
+
+}  // namespace iis::client

@@ -1,0 +1,56 @@
+// gRPC channels to internimage-serving: plaintext or TLS (optionally mutual), with the options
+// both client tools share (--target, --tls, --ca-cert, --client-cert, --client-key,
+// --server-name).
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "client/common/args.h"
+#include "grpcpp/channel.h"
+
+namespace iis::client {
+
+struct ChannelOptions {
+  // HOST:PORT, or any gRPC target URI (dns:///name:port, ipv4:..., unix:/path).
+  std::string target = "localhost:50051";
+  // Use TLS. Implied by any of the certificate options below.
+  bool tls = false;
+  // PEM file with the root certificates that verify the server; empty: the system's roots.
+  std::string ca_cert_file;
+  // PEM certificate chain and private key presented to the server (mutual TLS): both or neither.
+  std::string client_cert_file;
+  std::string client_key_file;
+  // Name checked against the server's certificate instead of the target's host (TLS only).
+  std::string server_name;
+  // Spread calls over every address the target resolves to (grpc's round_robin LB policy)
+  // instead of sticking to the first one that connects.
+  bool round_robin = false;
+  // Channels with different ids never share a connection (a load generator opens several).
+  int connection_id = 0;
+  // Largest answer accepted, in bytes (detection masks and label maps of large images are big).
+  int max_receive_message_bytes = 256 << 20;
+};
+
+// Returns the option specs of the shared channel options (target is repeatable: the client
+// rejects a repeated one itself, the load generator drives each).
+std::vector<FlagSpec> ChannelFlagSpecs();
+
+// Reads the TLS options of `args` into `options` (target excluded). Fails with INVALID_ARGUMENT
+// naming the option when they are inconsistent (a certificate without its key, --server-name
+// without TLS).
+absl::Status ApplyTlsFlags(const ParsedArgs& args, ChannelOptions* options);
+
+// Creates a channel (it connects lazily). Fails with INVALID_ARGUMENT for an empty target and
+// with the error of ReadFileToString when a certificate file cannot be read. Thread-safe.
+absl::StatusOr<std::shared_ptr<grpc::Channel>> CreateChannel(const ChannelOptions& options);
+
+// Connects `channel` now, waiting at most `timeout`. Fails with UNAVAILABLE naming `target` and
+// the channel state when it is not ready by then.
+absl::Status WaitForReady(grpc::Channel& channel, const std::string& target,
+                          absl::Duration timeout);
+
+}  // namespace iis::client
