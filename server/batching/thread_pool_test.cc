@@ -1,0 +1,97 @@
+#include "server/batching/thread_pool.h"
+
+#include <atomic>
+#include <memory>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace iis {
+namespace {
+
+using ::testing::HasSubstr;
+
+const absl::Duration kTestTimeout = absl::Seconds(60);
+
+std::unique_ptr<ThreadPool> MakePool(int num_threads) {
+  ThreadPool::Options options;
+  options.num_threads = num_threads;
+  absl::StatusOr<std::unique_ptr<ThreadPool>> pool = ThreadPool::Create(options);
+  EXPECT_TRUE(pool.ok()) << pool.status();
+  return pool.ok() ? *std::move(pool) : nullptr;
+}
+
+TEST(ThreadPoolTest, RejectsBadThreadCounts) {
+  for (int n : {0, -3, ThreadPool::Options::kMaxThreads + 1}) {
+    ThreadPool::Options options;
+    options.num_threads = n;
+    absl::StatusOr<std::unique_ptr<ThreadPool>> pool = ThreadPool::Create(options);
+    EXPECT_EQ(pool.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(pool.status().message(), HasSubstr("num_threads"));
+    EXPECT_THAT(pool.status().message(), HasSubstr(absl::StrCat("got ", n)));
+  }
+}
+
+TEST(ThreadPoolTest, OneThreadRunsClosuresInScheduleOrder) {
+  absl::Mutex mu;
+  std::vector<int> order;
+  {
+    std::unique_ptr<ThreadPool> pool = MakePool(1);
+    ASSERT_NE(pool, nullptr);
+    EXPECT_EQ(pool->num_threads(), 1);
+    for (int i = 0; i < 100; ++i) {
+      pool->Schedule([&mu, &order, i] {
+        absl::MutexLock lock(&mu);
+        order.push_back(i);
+      });
+    }
+    pool->Schedule(nullptr);  // ignored
+  }  // the destructor runs everything queued
+  ASSERT_EQ(order.size(), 100u);
+  for (int i = 0; i < 100; ++i) EXPECT_EQ(order[i], i);
+}
+
+TEST(ThreadPoolTest, ThreadsRunClosuresInParallel) {
+  constexpr int kThreads = 4;
+  std::unique_ptr<ThreadPool> pool = MakePool(kThreads);
+  ASSERT_NE(pool, nullptr);
+  absl::Mutex mu;
+  int inside = 0;
+  bool all_seen = false;
+  // Each closure waits until all kThreads are inside at once, which only a pool of kThreads
+  // workers can achieve.
+  for (int i = 0; i < kThreads; ++i) {
+    pool->Schedule([&] {
+      absl::MutexLock lock(&mu);
+      ++inside;
+      if (inside == kThreads) all_seen = true;
+      mu.AwaitWithTimeout(absl::Condition(&all_seen), kTestTimeout);
+    });
+  }
+  pool.reset();
+  EXPECT_TRUE(all_seen);
+  EXPECT_EQ(inside, kThreads);
+}
+
+TEST(ThreadPoolTest, DestructorFinishesWorkScheduledByWorkers) {
+  std::atomic<int> ran{0};
+  {
+    std::unique_ptr<ThreadPool> pool = MakePool(2);
+    ASSERT_NE(pool, nullptr);
+    ThreadPool* raw = pool.get();
+    for (int i = 0; i < 10; ++i) {
+      pool->Schedule([raw, &ran] {
+        ++ran;
+        raw->Schedule([&ran] { ++ran; });
+      });
+    }
+  }
+  EXPECT_EQ(ran, 20);
+}
+
+}  // namespace
+}  // namespace iis
