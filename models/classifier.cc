@@ -1,0 +1,40 @@
+#include "models/classifier.h"
+
+#include <ATen/ATen.h>
+
+#include <stdexcept>
+
+namespace iis::models {
+
+Classifier::Classifier(const Architecture& arch) : arch_(arch) {
+  if (arch.task != ModelTask::kClassification) {
+    throw std::invalid_argument(arch.name + " is not a classification architecture");
+  }
+  network_ = std::make_shared<InternImage>(arch.backbone, arch.num_classes);
+}
+
+void Classifier::Prepare(const RunOptions& options) {
+  TORCH_CHECK(options.device.is_cuda() || options.dtype == at::kFloat,
+              "Classifier: ", options.dtype, " runs on CUDA only; use float32 on the CPU");
+  network_->to(options.device, options.dtype);
+  options_ = options;
+  plan_.reset();
+  if (options.device.is_cpu() && options.dtype == at::kFloat && options.optimized_cpu) {
+    plan_ = std::make_unique<InternImageCpuPlan>(network_);
+  }
+  prepared_ = true;
+}
+
+at::Tensor Classifier::Logits(const at::Tensor& batch) const {
+  TORCH_CHECK(prepared_, "Classifier: call Prepare() before Logits()");
+  TORCH_CHECK(batch.dim() == 4 && batch.size(1) == 3 && batch.size(2) == arch_.input_size &&
+                  batch.size(3) == arch_.input_size,
+              arch_.name, ": input must be (N, 3, ", arch_.input_size, ", ", arch_.input_size,
+              "), got ", batch.sizes());
+  at::InferenceMode guard;
+  if (plan_) return plan_->ForwardLogits(batch.to(at::kCPU, at::kFloat).contiguous());
+  const at::Tensor x = batch.to(options_.device, options_.dtype);
+  return network_->ForwardLogits(x).to(at::kCPU, at::kFloat);
+}
+
+}  // namespace iis::models
