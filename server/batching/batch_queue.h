@@ -13,7 +13,6 @@
 // (in a batch) or DropFn (with the reason it will not run).
 #pragma once
 
-#include <cstddef>
 #include <deque>
 #include <functional>
 #include <memory>
@@ -65,7 +64,8 @@ struct BatchQueueOptions {
   std::vector<int> preferred_batch_sizes;
 
   // Most tasks reserved or queued at a time (tasks in a running batch no longer count); Reserve()
-  // beyond it fails with RESOURCE_EXHAUSTED. Constraint: >= 1. Default 64.
+  // beyond it fails with RESOURCE_EXHAUSTED. An expired or cancelled task keeps its slot until a
+  // batch thread removes it while forming a batch. Constraint: >= 1. Default 64.
   int max_queue_size = 64;
 
   // Number of batch threads, one per execution instance (model replica). Each runs one batch at a
@@ -206,9 +206,9 @@ class BatchQueueCore {
 //     the earliest deadline among the waiting tasks, whichever comes first, then dispatch all;
 //   - while draining, dispatch whatever is queued without waiting.
 //
-// Callbacks run on the batch threads (DropFn also on the thread calling Schedule() or Drain()),
-// never under the queue's lock, so they may call Reserve()/Schedule(). They must not throw, and must
-// not call Drain() or destroy the queue.
+// Callbacks run on the batch threads (DropFn also on the thread calling Schedule(), Drain() or the
+// destructor), never under the queue's lock, so they may call Reserve()/Schedule(). They must not
+// throw, and must not call Drain() or destroy the queue.
 //
 // Thread-safety: thread-safe; every method may be called from any thread. T must derive from
 // BatchTask.
@@ -288,7 +288,8 @@ class BatchQueue {
   // runs, or until the clock reaches `deadline`; then drops whatever is still queued with
   // UNAVAILABLE, waits for the running batches and joins the batch threads. Returns OK when all
   // work finished before `deadline`, DEADLINE_EXCEEDED otherwise; FAILED_PRECONDITION when called
-  // from a batch thread (a callback). Later calls return the first call's result at once.
+  // from a batch thread (a callback). Calls made during or after the first one wait for it and
+  // return its result.
   absl::Status Drain(absl::Time deadline) { return core_->Drain(deadline); }
 
  private:

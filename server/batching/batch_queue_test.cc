@@ -98,11 +98,17 @@ class Harness {
   // Wait (real time, bounded) until at least `n` batches were recorded / `n` batches are blocked at
   // the gate / `n` drops were recorded. Return false on timeout.
   bool WaitForBatches(int n) {
-    return WaitFor([this, n] { return batches_.size() >= static_cast<size_t>(n); });
+    return WaitFor([this, n]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return batches_.size() >= static_cast<size_t>(n);
+    });
   }
-  bool WaitForBlocked(int n) { return WaitFor([this, n] { return blocked_ >= n; }); }
+  bool WaitForBlocked(int n) {
+    return WaitFor([this, n]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return blocked_ >= n; });
+  }
   bool WaitForDrops(int n) {
-    return WaitFor([this, n] { return drops_.size() >= static_cast<size_t>(n); });
+    return WaitFor([this, n]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return drops_.size() >= static_cast<size_t>(n);
+    });
   }
 
   // Returns the ids of each batch, in the order the batches started.
