@@ -95,10 +95,21 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> CreateChannel(const ChannelOption
 absl::Status WaitForReady(grpc::Channel& channel, const std::string& target,
                           absl::Duration timeout) {
   const auto deadline = std::chrono::system_clock::now() + absl::ToChronoMilliseconds(timeout);
-  if (channel.WaitForConnected(deadline)) return absl::OkStatus();
-  return absl::UnavailableError(absl::StrCat(
-      "cannot connect to '", target, "' within ", absl::FormatDuration(timeout),
-      " (channel state ", ConnectivityName(channel.GetState(/*try_to_connect=*/false)), ")"));
+  for (;;) {
+    const grpc_connectivity_state state = channel.GetState(/*try_to_connect=*/true);
+    if (state == GRPC_CHANNEL_READY) return absl::OkStatus();
+    // A refused or failed connection ends the wait at once: retrying is the caller's choice.
+    if (state == GRPC_CHANNEL_TRANSIENT_FAILURE || state == GRPC_CHANNEL_SHUTDOWN) {
+      return absl::UnavailableError(absl::StrCat("cannot connect to '", target, "' (channel state ",
+                                                 ConnectivityName(state), ")"));
+    }
+    if (!channel.WaitForStateChange(state, deadline)) {
+      return absl::UnavailableError(absl::StrCat("cannot connect to '", target, "' within ",
+                                                 absl::FormatDuration(timeout),
+                                                 " (channel state ", ConnectivityName(state),
+                                                 ")"));
+    }
+  }
 }
 
 }  // namespace iis::client

@@ -49,7 +49,8 @@ absl::Status ApplyTlsFlags(const ParsedArgs& args, ChannelOptions* options);
 absl::StatusOr<std::shared_ptr<grpc::Channel>> CreateChannel(const ChannelOptions& options);
 
 // Connects `channel` now, waiting at most `timeout`. Fails with UNAVAILABLE naming `target` and
-// the channel state when it is not ready by then.
+// the channel state as soon as a connection attempt fails (e.g. refused), or when the channel is
+// not ready by the timeout.
 absl::Status WaitForReady(grpc::Channel& channel, const std::string& target,
                           absl::Duration timeout);
 
