@@ -14,13 +14,13 @@
 #include "absl/synchronization/mutex.h"
 #include "prometheus/collectable.h"
 #include "prometheus/counter.h"
-#include "prometheus/exposer.h"
 #include "prometheus/family.h"
 #include "prometheus/gauge.h"
 #include "prometheus/histogram.h"
 #include "prometheus/metric_family.h"
 #include "prometheus/registry.h"
 #include "prometheus/text_serializer.h"
+#include "server/metrics/http_endpoint.h"
 
 namespace iis {
 namespace {
@@ -64,7 +64,8 @@ class ScrapeTimeCollector : public prometheus::Collectable {
   std::vector<prometheus::MetricFamily> Collect() const override {
     std::vector<prometheus::MetricFamily> families;
     if (long pages = ResidentPages(); pages >= 0) {
-      families.push_back({"process_resident_memory_bytes", "Resident memory size in bytes.",
+      families.push_back({"process_resident_memory_bytes",
+                          "Resident memory size in bytes.",
                           prometheus::MetricType::Gauge,
                           {GaugeSample(static_cast<double>(pages) * sysconf(_SC_PAGESIZE))}});
     }
@@ -73,8 +74,10 @@ class ScrapeTimeCollector : public prometheus::Collectable {
       prometheus::ClientMetric cpu;
       cpu.counter.value = usage.ru_utime.tv_sec + usage.ru_stime.tv_sec +
                           (usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6;
-      families.push_back({"process_cpu_seconds_total", "Total user and system CPU time spent.",
-                          prometheus::MetricType::Counter, {cpu}});
+      families.push_back({"process_cpu_seconds_total",
+                          "Total user and system CPU time spent.",
+                          prometheus::MetricType::Counter,
+                          {cpu}});
     }
     std::function<std::vector<Metrics::GpuMemory>()> source;
     {
@@ -84,10 +87,12 @@ class ScrapeTimeCollector : public prometheus::Collectable {
     if (source) {
       prometheus::MetricFamily allocated{"iis_gpu_memory_allocated_bytes",
                                          "GPU memory held by tensors, per device.",
-                                         prometheus::MetricType::Gauge, {}};
+                                         prometheus::MetricType::Gauge,
+                                         {}};
       prometheus::MetricFamily reserved{"iis_gpu_memory_reserved_bytes",
                                         "GPU memory reserved by the caching allocator, per device.",
-                                        prometheus::MetricType::Gauge, {}};
+                                        prometheus::MetricType::Gauge,
+                                        {}};
       for (const Metrics::GpuMemory& gpu : source()) {
         allocated.metric.push_back(
             GaugeSample(static_cast<double>(gpu.allocated_bytes), {{"device", gpu.device}}));
@@ -197,18 +202,11 @@ class MetricsImpl : public Metrics {
 
   absl::Status Serve(const Options& options) {
     if (options.port < 0) return absl::OkStatus();
-    const std::string address = absl::StrCat(options.bind_address, ":", options.port);
-    try {
-      exposer_ = std::make_unique<prometheus::Exposer>(address, /*num_threads=*/2);
-    } catch (const std::exception& e) {
-      return absl::UnavailableError(
-          absl::StrCat("cannot serve metrics on ", address, ": ", e.what()));
-    }
-    exposer_->RegisterCollectable(registry_);
-    exposer_->RegisterCollectable(scrape_time_);
-    const std::vector<int> ports = exposer_->GetListeningPorts();
-    if (ports.empty()) return absl::UnavailableError("metrics endpoint bound no port");
-    port_ = ports.front();
+    auto endpoint = MetricsHttpEndpoint::Start(options.bind_address, options.port,
+                                               [this] { return Serialize(); });
+    if (!endpoint.ok()) return endpoint.status();
+    endpoint_ = *std::move(endpoint);
+    port_ = endpoint_->port();
     return absl::OkStatus();
   }
 
@@ -228,8 +226,8 @@ class MetricsImpl : public Metrics {
     return slot.get();
   }
 
-  void ObserveRequest(const std::string& model, const std::string& method,
-                      const std::string& code, absl::Duration latency) override {
+  void ObserveRequest(const std::string& model, const std::string& method, const std::string& code,
+                      absl::Duration latency) override {
     Counter* counter;
     Histogram* duration;
     {
@@ -308,15 +306,15 @@ class MetricsImpl : public Metrics {
       ABSL_GUARDED_BY(mu_);
 
   // Declared last so it stops serving before the instruments above are destroyed.
-  std::unique_ptr<prometheus::Exposer> exposer_;
+  std::unique_ptr<MetricsHttpEndpoint> endpoint_;
 };
 
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Metrics>> Metrics::Create(const Options& options) {
   if (options.port < -1 || options.port > 65535) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "metrics port must be -1 (off) or in [0, 65535], got ", options.port));
+    return absl::InvalidArgumentError(
+        absl::StrCat("metrics port must be -1 (off) or in [0, 65535], got ", options.port));
   }
   auto metrics = std::make_unique<MetricsImpl>();
   if (absl::Status status = metrics->Serve(options); !status.ok()) return status;
