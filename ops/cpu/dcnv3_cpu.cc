@@ -1,0 +1,122 @@
+// CPU kernels of iis::dcnv3 and iis::dcnv3_softmax: argument checks, ISA choice, row-parallel
+// launch of the raw-pointer kernel in cpu/dcnv3_kernel.cc.
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <c10/util/Exception.h>
+#include <torch/library.h>
+
+#include <algorithm>
+
+#include "ops/cpu/dcnv3_kernel.h"
+#include "ops/cpu/isa.h"
+#include "ops/dcnv3.h"
+
+namespace iis::cpu {
+
+Dcnv3RowsFn SelectDcnv3Kernel() {
+  // BestIsa() only answers levels that are compiled in and supported by the CPU.
+  [[maybe_unused]] const Isa isa = BestIsa();
+#if defined(IIS_HAVE_ISA_avx512)
+  if (isa == Isa::kAvx512) return isa_avx512::Dcnv3ForwardRows;
+#endif
+#if defined(IIS_HAVE_ISA_avx2)
+  if (isa == Isa::kAvx2) return isa_avx2::Dcnv3ForwardRows;
+#endif
+  return isa_baseline::Dcnv3ForwardRows;
+}
+
+void Dcnv3Exp(const float* in, float* out, int64_t n) {
+  [[maybe_unused]] const Isa isa = BestIsa();
+#if defined(IIS_HAVE_ISA_avx512)
+  if (isa == Isa::kAvx512) return isa_avx512::Dcnv3Exp(in, out, n);
+#endif
+#if defined(IIS_HAVE_ISA_avx2)
+  if (isa == Isa::kAvx2) return isa_avx2::Dcnv3Exp(in, out, n);
+#endif
+  isa_baseline::Dcnv3Exp(in, out, n);
+}
+
+namespace {
+
+// Work below which a thread is not worth waking: about this many multiply-adds per task.
+constexpr int64_t kMinFmasPerTask = 1 << 15;
+
+at::Tensor Dcnv3Cpu(bool softmax, const at::Tensor& value, const at::Tensor& offset,
+                    const at::Tensor& mask, int64_t kernel_h, int64_t kernel_w, int64_t stride_h,
+                    int64_t stride_w, int64_t pad_h, int64_t pad_w, int64_t dilation_h,
+                    int64_t dilation_w, int64_t group, int64_t group_channels,
+                    double offset_scale, bool remove_center) {
+  const char* op = softmax ? "iis::dcnv3_softmax" : "iis::dcnv3";
+  const ops::Dcnv3Params params{kernel_h,   kernel_w,   stride_h, stride_w,       pad_h,
+                                pad_w,      dilation_h, dilation_w, group, group_channels,
+                                offset_scale, remove_center};
+  const ops::Dcnv3Geometry geo = ops::CheckDcnv3Args(op, value, offset, mask, params);
+  TORCH_CHECK(value.scalar_type() == at::kFloat, op,
+              ": the CPU kernel needs float32 value/offset/mask, got ", value.scalar_type());
+
+  at::Tensor output =
+      at::empty({geo.batch, geo.height_out, geo.width_out, geo.channels}, value.options());
+  Dcnv3Problem problem;
+  problem.value = value.data_ptr<float>();
+  problem.offset = offset.data_ptr<float>();
+  problem.mask = mask.data_ptr<float>();
+  problem.output = output.data_ptr<float>();
+  problem.batch = geo.batch;
+  problem.height_in = geo.height_in;
+  problem.width_in = geo.width_in;
+  problem.height_out = geo.height_out;
+  problem.width_out = geo.width_out;
+  problem.offset_pixel_stride = geo.offset_pixel_stride;
+  problem.mask_pixel_stride = geo.mask_pixel_stride;
+  problem.kernel_h = static_cast<int>(kernel_h);
+  problem.kernel_w = static_cast<int>(kernel_w);
+  problem.stride_h = static_cast<int>(stride_h);
+  problem.stride_w = static_cast<int>(stride_w);
+  problem.pad_h = static_cast<int>(pad_h);
+  problem.pad_w = static_cast<int>(pad_w);
+  problem.dilation_h = static_cast<int>(dilation_h);
+  problem.dilation_w = static_cast<int>(dilation_w);
+  problem.group = static_cast<int>(group);
+  problem.group_channels = static_cast<int>(group_channels);
+  problem.offset_scale = static_cast<float>(offset_scale);
+  problem.remove_center = remove_center;
+  problem.mask_is_logits = softmax;
+
+  // Rows (image, output row) are independent: split them so small late stages (7x7) and batch 1
+  // still keep every thread busy, but never wake a thread for a handful of multiply-adds.
+  const int64_t rows = geo.batch * geo.height_out;
+  const int64_t fmas_per_row = geo.width_out * geo.channels * geo.points * 4;
+  const int64_t grain = std::max<int64_t>(1, kMinFmasPerTask / std::max<int64_t>(1, fmas_per_row));
+  const Dcnv3RowsFn kernel = SelectDcnv3Kernel();
+  at::parallel_for(0, rows, grain,
+                   [&](int64_t begin, int64_t end) { kernel(problem, begin, end); });
+  return output;
+}
+
+at::Tensor Dcnv3Plain(const at::Tensor& value, const at::Tensor& offset, const at::Tensor& mask,
+                      int64_t kernel_h, int64_t kernel_w, int64_t stride_h, int64_t stride_w,
+                      int64_t pad_h, int64_t pad_w, int64_t dilation_h, int64_t dilation_w,
+                      int64_t group, int64_t group_channels, double offset_scale,
+                      bool remove_center) {
+  return Dcnv3Cpu(/*softmax=*/false, value, offset, mask, kernel_h, kernel_w, stride_h, stride_w,
+                  pad_h, pad_w, dilation_h, dilation_w, group, group_channels, offset_scale,
+                  remove_center);
+}
+
+at::Tensor Dcnv3Softmax(const at::Tensor& value, const at::Tensor& offset,
+                        const at::Tensor& mask_logits, int64_t kernel_h, int64_t kernel_w,
+                        int64_t stride_h, int64_t stride_w, int64_t pad_h, int64_t pad_w,
+                        int64_t dilation_h, int64_t dilation_w, int64_t group,
+                        int64_t group_channels, double offset_scale, bool remove_center) {
+  return Dcnv3Cpu(/*softmax=*/true, value, offset, mask_logits, kernel_h, kernel_w, stride_h,
+                  stride_w, pad_h, pad_w, dilation_h, dilation_w, group, group_channels,
+                  offset_scale, remove_center);
+}
+
+}  // namespace
+}  // namespace iis::cpu
+
+TORCH_LIBRARY_IMPL(iis, CPU, m) {
+  m.impl("dcnv3", &iis::cpu::Dcnv3Plain);
+  m.impl("dcnv3_softmax", &iis::cpu::Dcnv3Softmax);
+}

@@ -1,0 +1,444 @@
+// DCNv3 forward on the CPU, compiled once per ISA (see ops/cpu/dcnv3_kernel.h).
+//
+// The vector code uses GCC/Clang vector extensions: one source that the compiler lowers to
+// AVX-512 (16 lanes), AVX2 (8 lanes) or SSE2 (4 lanes) depending on the flags of the variant, so
+// the coordinate math is vectorised whatever the auto-vectoriser decides.
+#include "ops/cpu/dcnv3_kernel.h"
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#ifndef IIS_ISA_NAMESPACE
+#error "ops/cpu/dcnv3_kernel.cc must be compiled through iis_multiarch_sources"
+#endif
+
+// Helpers pass vectors wider than the variant's registers (e.g. 16 int64 lanes) by value; GCC
+// warns that such arguments had a different ABI in GCC 4.6. They are internal and inlined, so no
+// ABI boundary is crossed.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wpsabi"
+#endif
+
+namespace iis::cpu::IIS_ISA_NAMESPACE {
+namespace {
+
+static_assert(sizeof(const float*) == sizeof(int64_t), "corner addresses are stored as int64");
+
+#if defined(__AVX512F__)
+constexpr int kLanes = 16;
+#elif defined(__AVX2__)
+constexpr int kLanes = 8;
+#else
+constexpr int kLanes = 4;
+#endif
+
+// Lanes for the coordinate math: one value per sampling point.
+typedef float VecF __attribute__((vector_size(kLanes * sizeof(float))));
+typedef int32_t VecI __attribute__((vector_size(kLanes * sizeof(int32_t))));
+typedef int64_t VecQ __attribute__((vector_size(kLanes * sizeof(int64_t))));
+
+// A chunk of `kWidth` channels accumulated in registers (plain float for one channel).
+template <int kWidth>
+struct Chunk {
+  typedef float Type __attribute__((vector_size(kWidth * sizeof(float))));
+};
+template <>
+struct Chunk<1> {
+  using Type = float;
+};
+
+template <typename V, typename T>
+inline V Load(const T* p) {
+  V v;
+  std::memcpy(&v, p, sizeof(V));
+  return v;
+}
+
+template <typename V, typename T>
+inline void Store(T* p, const V& v) {
+  std::memcpy(p, &v, sizeof(V));
+}
+
+template <typename To, typename From>
+inline To BitCast(const From& from) {
+  static_assert(sizeof(To) == sizeof(From), "BitCast needs equal sizes");
+  To to;
+  std::memcpy(&to, &from, sizeof(To));
+  return to;
+}
+
+template <typename V, typename S>
+inline V Splat(S s) {
+  return V{} + s;
+}
+
+// Lanes of `a` where `keep` is all ones, +0.0f elsewhere.
+inline VecF KeepOrZero(VecI keep, VecF a) { return BitCast<VecF>(BitCast<VecI>(a) & keep); }
+
+inline VecF Select(VecI take_a, VecF a, VecF b) {
+  return BitCast<VecF>((BitCast<VecI>(a) & take_a) | (BitCast<VecI>(b) & ~take_a));
+}
+
+inline VecQ Select(const VecQ& take_a, const VecQ& a, const VecQ& b) {
+  return (a & take_a) | (b & ~take_a);
+}
+
+// floor(x) as int32 for |x| < 2^31: truncate, then step down where truncation rounded up.
+inline VecI FloorToInt(VecF x) {
+  const VecI truncated = __builtin_convertvector(x, VecI);
+  return truncated + (__builtin_convertvector(truncated, VecF) > x);  // true is -1
+}
+
+// exp(x) for x clamped to [-87, 88]: x = n*ln2 + r with |r| <= ln2/2 (Cody-Waite split of ln2),
+// a degree-7 Taylor polynomial for exp(r) (truncation error < 1e-8 relative), times 2^n built in
+// the exponent bits.
+inline VecF Exp(VecF x) {
+  x = Select(x < -87.0f, Splat<VecF>(-87.0f), x);
+  x = Select(x > 88.0f, Splat<VecF>(88.0f), x);
+  // Adding 1.5 * 2^23 rounds x*log2(e) to an integer held in the low mantissa bits.
+  constexpr float kRoundingShift = 12582912.0f;
+  constexpr int32_t kRoundingShiftBits = 0x4B400000;
+  const VecF shifted = x * 1.44269504088896341f + kRoundingShift;
+  const VecF n = shifted - kRoundingShift;
+  const VecI n_int = BitCast<VecI>(shifted) - kRoundingShiftBits;
+  VecF r = x - n * 0.693359375f;  // ln2 high part: 9 significant bits, so n * it is exact.
+  r = r - n * -2.12194440e-4f;    // ln2 low part.
+  VecF p = Splat<VecF>(1.0f / 5040.0f);
+  p = p * r + 1.0f / 720.0f;
+  p = p * r + 1.0f / 120.0f;
+  p = p * r + 1.0f / 24.0f;
+  p = p * r + 1.0f / 6.0f;
+  p = p * r + 0.5f;
+  p = p * r + 1.0f;
+  p = p * r + 1.0f;
+  const VecF two_to_n = BitCast<VecF>((n_int + 127) << 23);
+  return p * two_to_n;
+}
+
+// Points handled per block (a run of consecutive output pixels of one row): enough to amortise
+// the per-block setup, few enough that the block's scratch (~48 bytes per point) stays in L1.
+constexpr int64_t kBlockPoints = 256;
+
+// The scratch of one block of output pixels and the tables it is computed from. Point
+// t = p * group_points + g * points + k is point k of group g of the block's pixel p. Arrays are
+// padded to whole vectors; padding lanes are computed but never read back.
+class Workspace {
+ public:
+  explicit Workspace(const Dcnv3Problem& problem)
+      : points_(problem.kernel_h * problem.kernel_w - (problem.remove_center ? 1 : 0)),
+        group_points_(static_cast<int64_t>(problem.group) * points_),
+        block_pixels_(std::max<int64_t>(
+            1, std::min<int64_t>(problem.width_out, kBlockPoints / group_points_))),
+        capacity_((block_pixels_ * group_points_ + kLanes - 1) / kLanes * kLanes),
+        pixel_x_(capacity_, 0.0f),
+        grid_x_(capacity_, 0.0f),
+        grid_y_(capacity_, 0.0f),
+        group_bytes_(capacity_, 0),
+        dx_(capacity_, 0.0f),
+        dy_(capacity_, 0.0f),
+        mask_(capacity_, 0.0f),
+        weights_(4 * capacity_, 0.0f),
+        corners_(4 * capacity_, 0),
+        zeros_(problem.group_channels, 0.0f),
+        inverse_sums_(block_pixels_ * problem.group, 1.0f) {
+    const int half_w = (problem.dilation_w * (problem.kernel_w - 1)) >> 1;
+    const int half_h = (problem.dilation_h * (problem.kernel_h - 1)) >> 1;
+    int64_t t = 0;
+    for (int64_t p = 0; p < block_pixels_; ++p) {
+      for (int g = 0; g < problem.group; ++g) {
+        // Points run x-outer: k = i * kernel_h + j, the window centre skipped with remove_center.
+        for (int i = 0; i < problem.kernel_w; ++i) {
+          for (int j = 0; j < problem.kernel_h; ++j) {
+            if (problem.remove_center && i == problem.kernel_w / 2 && j == problem.kernel_h / 2) {
+              continue;
+            }
+            pixel_x_[t] = static_cast<float>(p * problem.stride_w);
+            grid_x_[t] = static_cast<float>(i * problem.dilation_w - half_w);
+            grid_y_[t] = static_cast<float>(j * problem.dilation_h - half_h);
+            group_bytes_[t] = static_cast<int64_t>(g) * problem.group_channels *
+                              static_cast<int64_t>(sizeof(float));
+            ++t;
+          }
+        }
+      }
+    }
+  }
+
+  int points() const { return points_; }
+  int64_t group_points() const { return group_points_; }
+  int64_t block_pixels() const { return block_pixels_; }
+  const float* pixel_x() const { return pixel_x_.data(); }
+  const float* grid_x() const { return grid_x_.data(); }
+  const float* grid_y() const { return grid_y_.data(); }
+  const int64_t* group_bytes() const { return group_bytes_.data(); }
+  float* dx() { return dx_.data(); }
+  float* dy() { return dy_.data(); }
+  float* mask() { return mask_.data(); }
+  // Corner c (0: (y0, x0), 1: (y0, x0+1), 2: (y0+1, x0), 3: (y0+1, x0+1)) of point t.
+  float* weights(int c) { return weights_.data() + c * capacity_; }
+  int64_t* corners(int c) { return corners_.data() + c * capacity_; }
+  const float* zeros() const { return zeros_.data(); }
+  float* inverse_sums() { return inverse_sums_.data(); }
+
+ private:
+  int points_;
+  int64_t group_points_;
+  int64_t block_pixels_;
+  int64_t capacity_;
+  std::vector<float> pixel_x_;         // p * stride_w of point t.
+  std::vector<float> grid_x_;          // i * dilation_w - half_w of point t.
+  std::vector<float> grid_y_;          // j * dilation_h - half_h of point t.
+  std::vector<int64_t> group_bytes_;   // Byte offset of point t's group in a value pixel.
+  std::vector<float> dx_, dy_, mask_;  // The block's inputs, deinterleaved.
+  std::vector<float> weights_;         // 4 corner weights per point, mask folded in.
+  std::vector<int64_t> corners_;       // 4 corner addresses per point (zeros_ when outside).
+  std::vector<float> zeros_;           // group_channels zeros read by corners outside the image.
+  std::vector<float> inverse_sums_;    // 1 / softmax denominator per (pixel, group), else 1.
+};
+
+// Loads the offsets and mask of `pixels` consecutive output pixels starting at `first_pixel`;
+// with logits, replaces them by exp(logit - group max) and records 1 / sum per (pixel, group)
+// (applied after the accumulation). kPoints > 0 fixes the points per group at compile time.
+template <int kPoints>
+void LoadBlockInputs(const Dcnv3Problem& problem, int64_t first_pixel, int64_t pixels,
+                     Workspace& ws) {
+  const int64_t n = ws.group_points();
+  for (int64_t p = 0; p < pixels; ++p) {
+    const float* offset = problem.offset + (first_pixel + p) * problem.offset_pixel_stride;
+    float* __restrict dx = ws.dx() + p * n;
+    float* __restrict dy = ws.dy() + p * n;
+    for (int64_t t = 0; t < n; ++t) {
+      dx[t] = offset[2 * t];
+      dy[t] = offset[2 * t + 1];
+    }
+    std::memcpy(ws.mask() + p * n, problem.mask + (first_pixel + p) * problem.mask_pixel_stride,
+                n * sizeof(float));
+  }
+  if (!problem.mask_is_logits) return;
+  const int points = kPoints > 0 ? kPoints : ws.points();
+  const int64_t groups = pixels * problem.group;
+  float* m = ws.mask();
+  for (int64_t pg = 0; pg < groups; ++pg) {
+    float* logits = m + pg * points;
+    float max_logit = logits[0];
+    for (int k = 1; k < points; ++k) max_logit = logits[k] > max_logit ? logits[k] : max_logit;
+    for (int k = 0; k < points; ++k) logits[k] -= max_logit;
+  }
+  for (int64_t t = 0; t < pixels * n; t += kLanes) Store(m + t, Exp(Load<VecF>(m + t)));
+  float* inverse_sums = ws.inverse_sums();
+  for (int64_t pg = 0; pg < groups; ++pg) {
+    const float* e = m + pg * points;
+    float sum = 0.0f;
+    for (int k = 0; k < points; ++k) sum += e[k];
+    inverse_sums[pg] = 1.0f / sum;
+  }
+}
+
+// Computes the corner weights and addresses of the first `count` points of the block whose first
+// pixel has window origin (output position times stride minus pad plus the half window)
+// (base_x, base_y).
+void ComputeCorners(const Dcnv3Problem& problem, const float* image, float base_x, float base_y,
+                    int64_t count, Workspace& ws) {
+  const float scale = problem.offset_scale;
+  const float width = static_cast<float>(problem.width_in);
+  const float height = static_cast<float>(problem.height_in);
+  const int32_t last_x = static_cast<int32_t>(problem.width_in - 1);
+  const int32_t last_y = static_cast<int32_t>(problem.height_in - 1);
+  const int64_t pixel_bytes =
+      static_cast<int64_t>(problem.group) * problem.group_channels * sizeof(float);
+  const VecQ pixel_step = Splat<VecQ>(pixel_bytes);
+  const VecQ row_step = Splat<VecQ>(problem.width_in * pixel_bytes);
+  const VecQ image_address = Splat<VecQ>(static_cast<int64_t>(reinterpret_cast<intptr_t>(image)));
+  const VecQ zeros_address =
+      Splat<VecQ>(static_cast<int64_t>(reinterpret_cast<intptr_t>(ws.zeros())));
+  const float* pixel_x = ws.pixel_x();
+  const float* grid_x = ws.grid_x();
+  const float* grid_y = ws.grid_y();
+  const int64_t* group_bytes = ws.group_bytes();
+  const float* dx = ws.dx();
+  const float* dy = ws.dy();
+  const float* mask = ws.mask();
+  float* w00 = ws.weights(0);
+  float* w01 = ws.weights(1);
+  float* w10 = ws.weights(2);
+  float* w11 = ws.weights(3);
+  int64_t* c00 = ws.corners(0);
+  int64_t* c01 = ws.corners(1);
+  int64_t* c10 = ws.corners(2);
+  int64_t* c11 = ws.corners(3);
+  for (int64_t t = 0; t < count; t += kLanes) {
+    const VecF px =
+        (base_x + Load<VecF>(pixel_x + t)) + (Load<VecF>(grid_x + t) + Load<VecF>(dx + t)) * scale;
+    const VecF py = base_y + (Load<VecF>(grid_y + t) + Load<VecF>(dy + t)) * scale;
+    // Strict -1 < p < size; NaN fails too. Outside points are moved to 0 before the float->int
+    // conversion (so huge offsets cannot overflow it) and get zero weights and the zero corner.
+    const VecI inside = (px > -1.0f) & (px < width) & (py > -1.0f) & (py < height);
+    const VecF sx = KeepOrZero(inside, px);
+    const VecF sy = KeepOrZero(inside, py);
+    const VecI x0 = FloorToInt(sx);
+    const VecI y0 = FloorToInt(sy);
+    const VecF lx = sx - __builtin_convertvector(x0, VecF);
+    const VecF ly = sy - __builtin_convertvector(y0, VecF);
+    const VecF m = KeepOrZero(inside, Load<VecF>(mask + t));
+    const VecF top = m * (1.0f - ly);
+    const VecF bottom = m * ly;
+    const VecI ok_x0 = inside & (x0 >= 0);
+    const VecI ok_x1 = inside & (x0 < last_x);
+    const VecI ok_y0 = y0 >= 0;
+    const VecI ok_y1 = y0 < last_y;
+    const VecI ok00 = ok_y0 & ok_x0;
+    const VecI ok01 = ok_y0 & ok_x1;
+    const VecI ok10 = ok_y1 & ok_x0;
+    const VecI ok11 = ok_y1 & ok_x1;
+    Store(w00 + t, KeepOrZero(ok00, top * (1.0f - lx)));
+    Store(w01 + t, KeepOrZero(ok01, top * lx));
+    Store(w10 + t, KeepOrZero(ok10, bottom * (1.0f - lx)));
+    Store(w11 + t, KeepOrZero(ok11, bottom * lx));
+    const VecQ a00 = __builtin_convertvector(y0, VecQ) * row_step +
+                     __builtin_convertvector(x0, VecQ) * pixel_step +
+                     Load<VecQ>(group_bytes + t) + image_address;
+    const VecQ a01 = a00 + pixel_step;
+    const VecQ a10 = a00 + row_step;
+    const VecQ a11 = a10 + pixel_step;
+    Store(c00 + t, Select(__builtin_convertvector(ok00, VecQ), a00, zeros_address));
+    Store(c01 + t, Select(__builtin_convertvector(ok01, VecQ), a01, zeros_address));
+    Store(c10 + t, Select(__builtin_convertvector(ok10, VecQ), a10, zeros_address));
+    Store(c11 + t, Select(__builtin_convertvector(ok11, VecQ), a11, zeros_address));
+  }
+}
+
+inline const float* Address(int64_t bits) {
+  return reinterpret_cast<const float*>(static_cast<intptr_t>(bits));
+}
+
+// The block's corner weights and addresses, corner c of point t at w[c][t] and c[c][t].
+struct Corners {
+  const float* w[4];
+  const int64_t* c[4];
+};
+
+// out[d0, d0 + kWidth) = scale * sum over the points [first, first + count) and their corners of
+// weight * corner[d0, d0 + kWidth). kPoints > 0 fixes count at compile time (unrolled loop).
+template <int kWidth, int kPoints>
+inline void GatherChunk(const Corners& cs, int64_t first, int count, float scale, int64_t d0,
+                        float* out) {
+  using V = typename Chunk<kWidth>::Type;
+  if constexpr (kPoints > 0) count = kPoints;
+  V acc0{}, acc1{}, acc2{}, acc3{};  // One chain per corner hides the FMA latency.
+#pragma GCC unroll 9
+  for (int64_t t = first; t < first + count; ++t) {
+    acc0 += cs.w[0][t] * Load<V>(Address(cs.c[0][t]) + d0);
+    acc1 += cs.w[1][t] * Load<V>(Address(cs.c[1][t]) + d0);
+    acc2 += cs.w[2][t] * Load<V>(Address(cs.c[2][t]) + d0);
+    acc3 += cs.w[3][t] * Load<V>(Address(cs.c[3][t]) + d0);
+  }
+  Store(out + d0, ((acc0 + acc1) + (acc2 + acc3)) * scale);
+}
+
+// Writes the `channels` outputs of one (pixel, group); kChannels > 0 fixes the count at compile
+// time, 0 handles any count in chunks of 16, 8, 4 and 1.
+template <int kChannels, int kPoints>
+inline void GatherGroup(const Corners& cs, int64_t first, int count, float scale, int channels,
+                        float* out) {
+  if constexpr (kChannels > 0) {
+    GatherChunk<kChannels, kPoints>(cs, first, count, scale, 0, out);
+  } else {
+    int64_t d = 0;
+    for (; d + 16 <= channels; d += 16) GatherChunk<16, kPoints>(cs, first, count, scale, d, out);
+    if (d + 8 <= channels) {
+      GatherChunk<8, kPoints>(cs, first, count, scale, d, out);
+      d += 8;
+    }
+    if (d + 4 <= channels) {
+      GatherChunk<4, kPoints>(cs, first, count, scale, d, out);
+      d += 4;
+    }
+    for (; d < channels; ++d) GatherChunk<1, kPoints>(cs, first, count, scale, d, out);
+  }
+}
+
+template <int kChannels, int kPoints>
+void ForwardRows(const Dcnv3Problem& problem, int64_t row_begin, int64_t row_end) {
+  Workspace ws(problem);
+  const int64_t channels = static_cast<int64_t>(problem.group) * problem.group_channels;
+  const int64_t image_elements = problem.height_in * problem.width_in * channels;
+  const int64_t half_w = (problem.dilation_w * (problem.kernel_w - 1)) >> 1;
+  const int64_t half_h = (problem.dilation_h * (problem.kernel_h - 1)) >> 1;
+  const int points = ws.points();
+  const Corners cs = {{ws.weights(0), ws.weights(1), ws.weights(2), ws.weights(3)},
+                      {ws.corners(0), ws.corners(1), ws.corners(2), ws.corners(3)}};
+  const float* inverse_sums = ws.inverse_sums();
+  for (int64_t row = row_begin; row < row_end; ++row) {
+    const int64_t n = row / problem.height_out;
+    const int64_t h = row % problem.height_out;
+    const float* image = problem.value + n * image_elements;
+    const float base_y = static_cast<float>(h * problem.stride_h - problem.pad_h + half_h);
+    for (int64_t w0 = 0; w0 < problem.width_out; w0 += ws.block_pixels()) {
+      const int64_t pixels = std::min(ws.block_pixels(), problem.width_out - w0);
+      const int64_t first_pixel = row * problem.width_out + w0;
+      const float base_x = static_cast<float>(w0 * problem.stride_w - problem.pad_w + half_w);
+      LoadBlockInputs<kPoints>(problem, first_pixel, pixels, ws);
+      ComputeCorners(problem, image, base_x, base_y, pixels * ws.group_points(), ws);
+      // (pixel, group) pg of the block has points [pg * points, (pg + 1) * points) and writes
+      // output channels [g * D, (g + 1) * D) of its pixel: consecutive pg, consecutive outputs.
+      float* out = problem.output + first_pixel * channels;
+      const int64_t groups = pixels * problem.group;
+      for (int64_t pg = 0; pg < groups; ++pg) {
+        GatherGroup<kChannels, kPoints>(cs, pg * points, points, inverse_sums[pg],
+                                        problem.group_channels, out + pg * problem.group_channels);
+      }
+    }
+  }
+}
+
+// Picks the compile-time point count: 9 (3x3) and 8 (3x3 without centre) are unrolled.
+template <int kChannels>
+void ForwardRowsForPoints(const Dcnv3Problem& problem, int64_t row_begin, int64_t row_end) {
+  const int points = problem.kernel_h * problem.kernel_w - (problem.remove_center ? 1 : 0);
+  switch (points) {
+    case 9:
+      ForwardRows<kChannels, 9>(problem, row_begin, row_end);
+      return;
+    case 8:
+      ForwardRows<kChannels, 8>(problem, row_begin, row_end);
+      return;
+    default:
+      ForwardRows<kChannels, 0>(problem, row_begin, row_end);
+      return;
+  }
+}
+
+}  // namespace
+
+void Dcnv3ForwardRows(const Dcnv3Problem& problem, int64_t row_begin, int64_t row_end) {
+  switch (problem.group_channels) {
+    case 16:
+      ForwardRowsForPoints<16>(problem, row_begin, row_end);
+      return;
+    case 32:
+      ForwardRowsForPoints<32>(problem, row_begin, row_end);
+      return;
+    case 8:
+      ForwardRowsForPoints<8>(problem, row_begin, row_end);
+      return;
+    default:
+      ForwardRowsForPoints<0>(problem, row_begin, row_end);
+      return;
+  }
+}
+
+void Dcnv3Exp(const float* in, float* out, int64_t n) {
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) Store(out + i, Exp(Load<VecF>(in + i)));
+  if (i < n) {
+    float tail[kLanes] = {};
+    std::memcpy(tail, in + i, (n - i) * sizeof(float));
+    const VecF result = Exp(Load<VecF>(tail));
+    std::memcpy(tail, &result, sizeof(tail));
+    std::memcpy(out + i, tail, (n - i) * sizeof(float));
+  }
+}
+
+}  // namespace iis::cpu::IIS_ISA_NAMESPACE

@@ -1,0 +1,82 @@
+// CPU kernel of DCNv3 (the iis::dcnv3 / iis::dcnv3_softmax ops) on raw fp32 pointers.
+//
+// No LibTorch headers: cpu/dcnv3_kernel.cc is compiled once per ISA (iis_multiarch_sources) into
+// the namespaces isa_avx512, isa_avx2 and isa_baseline declared below; cpu/dcnv3_cpu.cc checks
+// the arguments, picks a variant with SelectDcnv3Kernel() and splits the rows over threads.
+//
+// Algorithm, per block of consecutive output pixels of a row (~256 sampling points): every point of
+// the block (all pixels and groups at once) gets its coordinates, validity, four bilinear corner
+// weights (mask folded in) and corner addresses computed with SIMD over the points; then each
+// (pixel, group) accumulates 4*K gathered vectors of its D contiguous channels (fast paths for
+// D = 16, 32 and 8 and for K = 9 and 8; chunks of 16/8/4/1 channels for any other D). With mask
+// logits the softmax over the K points of each group is fused, with a SIMD exp.
+#pragma once
+
+#include <cstdint>
+
+namespace iis::cpu {
+
+// One DCNv3 forward problem (semantics: the comment of iis::ops::Dcnv3 in ops/dcnv3.h).
+// Sizes are element counts; every index is computed in int64, so tensors may exceed 2^31
+// elements. Preconditions (checked by the caller, not here): all sizes and parameters positive
+// (pads >= 0), channels == group * group_channels, height_out/width_out follow the DCNv3 formula,
+// height_in and width_in < 2^24 (coordinates are fp32), the pointers cover the described memory.
+struct Dcnv3Problem {
+  const float* value = nullptr;   // (batch, height_in, width_in, group * group_channels), dense.
+  // Pixel p = (n * height_out + h) * width_out + w has its group*points*2 offsets (dx, dy pairs,
+  // channel (g * points + k) * 2 + {0, 1}) at offset + p * offset_pixel_stride, contiguous.
+  const float* offset = nullptr;
+  // Pixel p has its group*points mask weights (or logits) at mask + p * mask_pixel_stride.
+  const float* mask = nullptr;
+  float* output = nullptr;        // (batch, height_out, width_out, group * group_channels), dense.
+  int64_t batch = 0;
+  int64_t height_in = 0;
+  int64_t width_in = 0;
+  int64_t height_out = 0;
+  int64_t width_out = 0;
+  int64_t offset_pixel_stride = 0;
+  int64_t mask_pixel_stride = 0;
+  int kernel_h = 3;
+  int kernel_w = 3;
+  int stride_h = 1;
+  int stride_w = 1;
+  int pad_h = 1;
+  int pad_w = 1;
+  int dilation_h = 1;
+  int dilation_w = 1;
+  int group = 1;
+  int group_channels = 1;
+  float offset_scale = 1.0f;
+  bool remove_center = false;  // Skip the window centre: points = kernel_h * kernel_w - 1.
+  bool mask_is_logits = false;  // Apply a softmax over the points of each group to `mask` first.
+};
+
+// Computes the output rows [row_begin, row_end) of `problem`, where row r is output row
+// r % height_out of image r / height_out. Writes every element of those rows and nothing else,
+// so disjoint ranges may run concurrently on different threads. Allocates scratch for one block
+// (about 50 bytes per point of max(256, group * points) points) per call.
+using Dcnv3RowsFn = void (*)(const Dcnv3Problem& problem, int64_t row_begin, int64_t row_end);
+
+// Returns the kernel variant for iis::cpu::BestIsa() (defined in cpu/dcnv3_cpu.cc).
+Dcnv3RowsFn SelectDcnv3Kernel();
+
+// Writes out[i] = exp(in[i]) for i < n with the SIMD exp of the fused softmax, variant chosen by
+// BestIsa(). Inputs are clamped to [-87, 88] (results within [1.6e-38, 1.7e38]); accurate to about
+// 1 ulp there; NaN gives NaN. Exposed so tests can measure its accuracy. Thread-safe.
+void Dcnv3Exp(const float* in, float* out, int64_t n);
+
+// The per-ISA variants; only those built into the binary are defined (IIS_HAVE_ISA_*).
+namespace isa_avx512 {
+void Dcnv3ForwardRows(const Dcnv3Problem& problem, int64_t row_begin, int64_t row_end);
+void Dcnv3Exp(const float* in, float* out, int64_t n);
+}  // namespace isa_avx512
+namespace isa_avx2 {
+void Dcnv3ForwardRows(const Dcnv3Problem& problem, int64_t row_begin, int64_t row_end);
+void Dcnv3Exp(const float* in, float* out, int64_t n);
+}  // namespace isa_avx2
+namespace isa_baseline {
+void Dcnv3ForwardRows(const Dcnv3Problem& problem, int64_t row_begin, int64_t row_end);
+void Dcnv3Exp(const float* in, float* out, int64_t n);
+}  // namespace isa_baseline
+
+}  // namespace iis::cpu
