@@ -108,8 +108,7 @@ ClassifyResult Classify(const cv::Mat& rgb, const ClassifyOptions& options,
   return result;
 }
 
-DetectResult Detect(const cv::Mat& rgb, const DetectOptions& options,
-                    const ModelMetadata& model) {
+DetectResult Detect(const cv::Mat& rgb, const DetectOptions& options, const ModelMetadata& model) {
   const int w = rgb.cols, h = rgb.rows;
   cv::Mat gray, bright;
   cv::cvtColor(rgb, gray, cv::COLOR_RGB2GRAY);
@@ -133,8 +132,7 @@ DetectResult Detect(const cv::Mat& rgb, const DetectOptions& options,
 
   const float threshold =
       options.score_threshold > 0 ? options.score_threshold : kDefaultScoreThreshold;
-  const size_t limit = options.max_detections > 0 ? options.max_detections
-                                                  : kDefaultMaxDetections;
+  const size_t limit = options.max_detections > 0 ? options.max_detections : kDefaultMaxDetections;
   DetectResult result{w, h, {}};
   for (const Candidate& c : candidates) {
     if (c.score <= threshold || result.objects.size() >= limit) continue;
@@ -235,9 +233,9 @@ void FakeEngine::Submit(std::unique_ptr<InferenceRequest> request) {
     if (!model.ok()) {
       refusal = model.status();
     } else if (model->task != request->task) {
-      refusal = absl::InvalidArgumentError(absl::StrCat(
-          "model ", model->name, " serves ", std::string(TaskName(model->task)), ", not ",
-          std::string(TaskName(request->task))));
+      refusal = absl::InvalidArgumentError(
+          absl::StrCat("model ", model->name, " serves ", std::string(TaskName(model->task)),
+                       ", not ", std::string(TaskName(request->task))));
     }
   }
   {
@@ -248,8 +246,8 @@ void FakeEngine::Submit(std::unique_ptr<InferenceRequest> request) {
       refusal = absl::UnavailableError("the fake engine is draining");
     } else if (refusal.ok() &&
                static_cast<int>(queue_.size()) + running_ >= options_.max_queue_size) {
-      refusal = absl::ResourceExhaustedError(absl::StrCat(
-          "queue of ", request->model, " is full (", options_.max_queue_size, " requests)"));
+      refusal = absl::ResourceExhaustedError(absl::StrCat("queue of ", request->model, " is full (",
+                                                          options_.max_queue_size, " requests)"));
     }
     if (refusal.ok()) {
       if (options_.metrics != nullptr) options_.metrics->ForModel(request->model)->AddQueueDepth(1);
@@ -294,7 +292,8 @@ void FakeEngine::WorkerLoop() {
       }
     }
     for (auto& [request, status] : dropped) {
-      if (options_.metrics != nullptr) options_.metrics->ForModel(request->model)->AddQueueDepth(-1);
+      if (options_.metrics != nullptr)
+        options_.metrics->ForModel(request->model)->AddQueueDepth(-1);
       Answer(std::move(request), status);
     }
     if (next != nullptr) {

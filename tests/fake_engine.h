@@ -7,10 +7,10 @@
 //                     input size 64x64 (what FLOAT32_CHW must have)
 //   fake_classifier_b classification, not the default, same classes, version "2"
 //   fake_detector     detection, up to three objects, best first: "bright" (score 0.9) the
-//                     bounding box of the pixels whose grey value is > 127 with exactly those pixels
-//                     as its mask (absent when no pixel is that bright), "image" (0.5) the whole
-//                     image, "centre" (0.2) the box from (W/4, H/4) to (3W/4, 3H/4); the model's
-//                     own threshold is 0.05 and its limit 100
+//                     bounding box of the pixels whose grey value is > 127 with exactly those
+//                     pixels as its mask (absent when no pixel is that bright), "image" (0.5) the
+//                     whole image, "centre" (0.2) the box from (W/4, H/4) to (3W/4, 3H/4); the
+//                     model's own threshold is 0.05 and its limit 100
 //   fake_segmenter    segmentation, 4 classes "dark", "dim", "light", "bright": class = grey / 64
 // Raw FLOAT32_CHW inputs are turned back into pixels with the ImageNet mean and std.
 //

@@ -2,7 +2,8 @@
 // (RunServer) over the deterministic FakeEngine (tests/fake_engine.h). Client and end-to-end
 // tests start it on free ports:
 //
-//   build/tests/fake_vision_server --port=0 --metrics-port=0 --port-file=/tmp/p --metrics-port-file=/tmp/m
+//   build/tests/fake_vision_server --port=0 --metrics-port=0 --port-file=/tmp/p
+//   --metrics-port-file=/tmp/m
 //
 // It writes the bound ports to the files once it is SERVING (each file holds one number and a
 // newline, written to a temporary name and renamed, so a reader never sees a partial file), and
@@ -32,10 +33,12 @@ ABSL_FLAG(std::string, metrics_port_file, "", "Write the bound metrics port here
 ABSL_FLAG(absl::Duration, drain_grace, absl::Seconds(5), "Drain grace period after SIGTERM.");
 ABSL_FLAG(absl::Duration, latency, absl::ZeroDuration(),
           "Simulated inference time of every request.");
-ABSL_FLAG(int, max_queue_size, 16, "Requests accepted and unanswered beyond this: RESOURCE_EXHAUSTED.");
+ABSL_FLAG(int, max_queue_size, 16,
+          "Requests accepted and unanswered beyond this: RESOURCE_EXHAUSTED.");
 ABSL_FLAG(int, worker_threads, 2, "Threads of the fake engine.");
 ABSL_FLAG(int64_t, max_image_pixels, 40'000'000, "Largest image accepted (width x height).");
-ABSL_FLAG(std::optional<std::string>, tls_cert, std::nullopt, "PEM certificate; with --tls-key: TLS.");
+ABSL_FLAG(std::optional<std::string>, tls_cert, std::nullopt,
+          "PEM certificate; with --tls-key: TLS.");
 ABSL_FLAG(std::optional<std::string>, tls_key, std::nullopt, "PEM private key.");
 ABSL_FLAG(std::optional<std::string>, tls_client_ca, std::nullopt,
           "PEM CA of client certificates; set to require mutual TLS.");
@@ -88,8 +91,9 @@ int main(int argc, char** argv) {
 
   iis::RunServerOptions options;
   options.config = *std::move(config);
-  options.create_engine = [engine_options](const iis::ServerConfig&, iis::Metrics* metrics)
-      -> absl::StatusOr<std::unique_ptr<iis::Engine>> {
+  options.create_engine =
+      [engine_options](const iis::ServerConfig&,
+                       iis::Metrics* metrics) -> absl::StatusOr<std::unique_ptr<iis::Engine>> {
     iis::FakeEngineOptions with_metrics = engine_options;
     with_metrics.metrics = metrics;
     return std::make_unique<iis::FakeEngine>(with_metrics);

@@ -1,14 +1,15 @@
 // Integration tests of the gRPC front end: a real VisionServer on a loopback port with the
 // FakeEngine behind it, called through real gRPC stubs; and the fake_vision_server process
 // (RunServer: signals, drain, exit codes, port files).
-#include <fcntl.h>
-#include <signal.h>
-#include <sys/wait.h>
-#include <unistd.h>
+#include "server/frontend/server.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
@@ -44,7 +45,6 @@
 #include "opencv2/core.hpp"
 #include "opencv2/imgcodecs.hpp"
 #include "opencv2/imgproc.hpp"
-#include "server/frontend/server.h"
 #include "server/metrics/metrics.h"
 #include "tests/fake_engine.h"
 
@@ -98,8 +98,8 @@ pb::Image Rgb8Tensor(const RgbImage& image) {
   tensor->add_shape(image.rgb.cols);
   tensor->add_shape(3);
   const cv::Mat continuous = image.rgb.clone();
-  tensor->set_data(std::string(reinterpret_cast<const char*>(continuous.data),
-                               continuous.total() * 3));
+  tensor->set_data(
+      std::string(reinterpret_cast<const char*>(continuous.data), continuous.total() * 3));
   return out;
 }
 
@@ -112,7 +112,8 @@ pb::Image Float32ChwTensor(const RgbImage& image) {
   for (int c = 0; c < 3; ++c) {
     for (int y = 0; y < h; ++y) {
       for (int x = 0; x < w; ++x) {
-        data[(c * h + y) * w + x] = (image.rgb.at<cv::Vec3b>(y, x)[c] / 255.0f - mean[c]) / stdev[c];
+        data[(c * h + y) * w + x] =
+            (image.rgb.at<cv::Vec3b>(y, x)[c] / 255.0f - mean[c]) / stdev[c];
       }
     }
   }
@@ -450,10 +451,9 @@ TEST(ServerTest, SegmentAnswersALabelMapOfTheOriginalSize) {
     EXPECT_EQ(response.width(), 100);
     EXPECT_EQ(response.height(), 25);
     EXPECT_EQ(response.metadata().model(), "fake_segmenter");
-    const cv::Mat labels =
-        cv::imdecode(cv::Mat(1, response.label_png().size(), CV_8UC1,
-                             const_cast<char*>(response.label_png().data())),
-                     cv::IMREAD_UNCHANGED);
+    const cv::Mat labels = cv::imdecode(cv::Mat(1, response.label_png().size(), CV_8UC1,
+                                                const_cast<char*>(response.label_png().data())),
+                                        cv::IMREAD_UNCHANGED);
     ASSERT_EQ(labels.type(), CV_8UC1);
     ASSERT_EQ(labels.cols, 100);
     ASSERT_EQ(labels.rows, 25);
@@ -484,8 +484,8 @@ TEST(ServerTest, ListModelsAndGetModelMapTheMetadata) {
   ASSERT_EQ(list.models_size(), 4);
   std::vector<std::string> names;
   for (const pb::ModelInfo& info : list.models()) names.push_back(info.name());
-  EXPECT_THAT(names, ::testing::ElementsAre("fake_classifier", "fake_classifier_b",
-                                            "fake_detector", "fake_segmenter"));
+  EXPECT_THAT(names, ::testing::ElementsAre("fake_classifier", "fake_classifier_b", "fake_detector",
+                                            "fake_segmenter"));
   pb::GetModelRequest request;
   request.set_name("fake_detector");
   pb::ModelInfo info;
@@ -575,7 +575,8 @@ TEST(ServerTest, BadInputsGetAClearStatusAndTheServerKeepsServing) {
        "image.encoded is empty"},
       {"not an image", [&] { return classify_image(EncodedImage("hello, world")); },
        C::INVALID_ARGUMENT, "not a JPEG, PNG, WebP or BMP file"},
-      {"truncated jpeg", [&] { return classify_image(EncodedImage(jpeg.substr(0, jpeg.size() / 2))); },
+      {"truncated jpeg",
+       [&] { return classify_image(EncodedImage(jpeg.substr(0, jpeg.size() / 2))); },
        C::INVALID_ARGUMENT, "image.encoded: JPEG is truncated"},
       {"corrupt jpeg", [&] { return classify_image(EncodedImage(corrupt_jpeg)); },
        C::INVALID_ARGUMENT, "image.encoded: JPEG is corrupt"},
@@ -583,7 +584,8 @@ TEST(ServerTest, BadInputsGetAClearStatusAndTheServerKeepsServing) {
        C::INVALID_ARGUMENT, "image.encoded: PNG is truncated"},
       {"corrupt png", [&] { return classify_image(EncodedImage(corrupt_png)); },
        C::INVALID_ARGUMENT, "IHDR CRC mismatch"},
-      {"decompression bomb", [&] { return classify_image(EncodedImage(CraftedPng(100000, 100000))); },
+      {"decompression bomb",
+       [&] { return classify_image(EncodedImage(CraftedPng(100000, 100000))); },
        C::INVALID_ARGUMENT, "image is 100000x100000 = 10000000000 pixels, the limit is 40000000"},
       {"too long a side", [&] { return classify_image(EncodedImage(CraftedPng(20000, 10))); },
        C::INVALID_ARGUMENT, "image is 20000x10 pixels, the longest side allowed is 16384"},
@@ -598,8 +600,8 @@ TEST(ServerTest, BadInputsGetAClearStatusAndTheServerKeepsServing) {
       {"tensor format unspecified", [&] { return classify_image(unspecified_tensor); },
        C::INVALID_ARGUMENT,
        "image.tensor.format must be UINT8_HWC_RGB or FLOAT32_CHW, got FORMAT_UNSPECIFIED"},
-      {"tensor format unknown", [&] { return classify_image(unknown_format); },
-       C::INVALID_ARGUMENT, "image.tensor.format must be UINT8_HWC_RGB or FLOAT32_CHW, got 7"},
+      {"tensor format unknown", [&] { return classify_image(unknown_format); }, C::INVALID_ARGUMENT,
+       "image.tensor.format must be UINT8_HWC_RGB or FLOAT32_CHW, got 7"},
       {"float tensor of the wrong size", [&] { return classify_image(small_chw); },
        C::INVALID_ARGUMENT,
        "image.tensor.shape must be [3, 64, 64] for model fake_classifier (its input size), got "
@@ -616,17 +618,21 @@ TEST(ServerTest, BadInputsGetAClearStatusAndTheServerKeepsServing) {
        C::INVALID_ARGUMENT, "score_threshold must be in [0, 1), got nan"},
       {"max_detections", [&] { return detect([](auto& r) { r.set_max_detections(-1); }); },
        C::INVALID_ARGUMENT, "max_detections must be >= 0, got -1"},
-      {"mask encoding", [&] {
+      {"mask encoding",
+       [&] {
          return detect([](auto& r) { r.set_mask_encoding(static_cast<pb::MaskEncoding>(9)); });
        },
-       C::INVALID_ARGUMENT, "mask_encoding must be MASK_ENCODING_UNSPECIFIED, MASK_ENCODING_RLE "
-                            "or MASK_ENCODING_NONE, got 9"},
+       C::INVALID_ARGUMENT,
+       "mask_encoding must be MASK_ENCODING_UNSPECIFIED, MASK_ENCODING_RLE "
+       "or MASK_ENCODING_NONE, got 9"},
       {"unknown model", [&] { return classify(ClassifyRequestFor(EncodedImage(png), "nope")); },
-       C::NOT_FOUND, "model \"nope\" is not served; served models: fake_classifier, "
-                     "fake_classifier_b, fake_detector, fake_segmenter"},
+       C::NOT_FOUND,
+       "model \"nope\" is not served; served models: fake_classifier, "
+       "fake_classifier_b, fake_detector, fake_segmenter"},
       {"invalid model name", [&] { return classify(ClassifyRequestFor(EncodedImage(png), "a/b")); },
        C::INVALID_ARGUMENT, "model must be 1 to 128 characters of [A-Za-z0-9._-], got \"a/b\""},
-      {"wrong task", [&] { return classify(ClassifyRequestFor(EncodedImage(png), "fake_detector")); },
+      {"wrong task",
+       [&] { return classify(ClassifyRequestFor(EncodedImage(png), "fake_detector")); },
        C::INVALID_ARGUMENT, "model fake_detector serves detection, not classification"},
       {"wrong task segment", [&] { return segment("fake_classifier"); }, C::INVALID_ARGUMENT,
        "model fake_classifier serves classification, not segmentation"},
@@ -635,9 +641,8 @@ TEST(ServerTest, BadInputsGetAClearStatusAndTheServerKeepsServing) {
        "model \"nope\" is not served"},
       {"get model bad name", [&] { return get_model("two words"); }, C::INVALID_ARGUMENT,
        "name must be 1 to 128 characters of [A-Za-z0-9._-], got \"two words\""},
-      {"long model name", [&] {
-         return classify(ClassifyRequestFor(EncodedImage(png), std::string(200, 'm')));
-       },
+      {"long model name",
+       [&] { return classify(ClassifyRequestFor(EncodedImage(png), std::string(200, 'm'))); },
        C::INVALID_ARGUMENT, "got \"mmmm"},
   };
   for (const Case& c : cases) {
@@ -649,8 +654,9 @@ TEST(ServerTest, BadInputsGetAClearStatusAndTheServerKeepsServing) {
   // Nothing reached the engine, and the server still answers.
   EXPECT_EQ(server.engine().submitted(), 0);
   pb::ClassifyResponse response;
-  EXPECT_TRUE(server.stub().Classify(Context().get(), ClassifyRequestFor(EncodedImage(png)),
-                                     &response).ok());
+  EXPECT_TRUE(server.stub()
+                  .Classify(Context().get(), ClassifyRequestFor(EncodedImage(png)), &response)
+                  .ok());
 
   // Unknown or invalid names never become label values.
   const std::string text = server.metrics().Serialize();
@@ -752,10 +758,10 @@ TEST(ServerTest, ConcurrentCallsAreAllAnsweredAndCounted) {
   constexpr int kCalls = 60;
   std::vector<pb::ClassifyRequest> requests;
   for (int i = 0; i < kCalls; ++i) {
-    requests.push_back(ClassifyRequestFor(
-        Rgb8Tensor(SolidImage(8, 8, {static_cast<uchar>(i % 3 == 0 ? 200 : 10),
-                                     static_cast<uchar>(i % 3 == 1 ? 200 : 10),
-                                     static_cast<uchar>(i % 3 == 2 ? 200 : 10)}))));
+    requests.push_back(ClassifyRequestFor(Rgb8Tensor(SolidImage(
+        8, 8,
+        {static_cast<uchar>(i % 3 == 0 ? 200 : 10), static_cast<uchar>(i % 3 == 1 ? 200 : 10),
+         static_cast<uchar>(i % 3 == 2 ? 200 : 10)}))));
   }
   std::vector<std::unique_ptr<PendingCall>> calls;
   for (const auto& request : requests) calls.push_back(StartClassify(server.stub(), request));
@@ -848,6 +854,29 @@ TEST(ServerTest, DrainGraceRunsOutForStuckWork) {
   EXPECT_EQ(call->status.error_code(), grpc::StatusCode::UNAVAILABLE);
 }
 
+TEST(ServerTest, OpenHealthWatchStreamsSeeNotServingAndDoNotHoldTheDrain) {
+  TestServer server;
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + kRpcTimeout);
+  health::HealthCheckRequest request;
+  auto health_stub = health::Health::NewStub(server.channel());
+  std::unique_ptr<grpc::ClientReader<health::HealthCheckResponse>> watch =
+      health_stub->Watch(&context, request);
+  health::HealthCheckResponse update;
+  ASSERT_TRUE(watch->Read(&update));
+  EXPECT_EQ(update.status(), health::HealthCheckResponse::SERVING);
+
+  const absl::Time start = absl::Now();
+  std::thread drain([&] { EXPECT_TRUE(server.server().Drain(absl::Seconds(15)).ok()); });
+  ASSERT_TRUE(watch->Read(&update));
+  EXPECT_EQ(update.status(), health::HealthCheckResponse::NOT_SERVING);
+  drain.join();
+  EXPECT_LT(absl::Now() - start, absl::Seconds(5));
+  while (watch->Read(&update)) {
+  }
+  watch->Finish().IgnoreError();
+}
+
 // ---- reflection ------------------------------------------------------------------------------
 
 // Calls ServerReflectionInfo with list_services through a generic stub, building the messages
@@ -864,8 +893,8 @@ std::vector<std::string> ListServicesByReflection(std::shared_ptr<grpc::Channel>
   }
   auto* factory = google::protobuf::MessageFactory::generated_factory();
   std::unique_ptr<google::protobuf::Message> request(factory->GetPrototype(request_type)->New());
-  request->GetReflection()->SetString(request.get(),
-                                      request_type->FindFieldByName("list_services"), "*");
+  request->GetReflection()->SetString(request.get(), request_type->FindFieldByName("list_services"),
+                                      "*");
   std::string serialized;
   request->SerializeToString(&serialized);
 
@@ -901,7 +930,8 @@ std::vector<std::string> ListServicesByReflection(std::shared_ptr<grpc::Channel>
   std::vector<grpc::Slice> slices;
   in.Dump(&slices);
   std::string bytes;
-  for (const grpc::Slice& s : slices) bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  for (const grpc::Slice& s : slices)
+    bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
   std::unique_ptr<google::protobuf::Message> response(factory->GetPrototype(response_type)->New());
   EXPECT_TRUE(response->ParseFromString(bytes));
   const auto* list_field = response_type->FindFieldByName("list_services_response");
@@ -920,9 +950,9 @@ std::vector<std::string> ListServicesByReflection(std::shared_ptr<grpc::Channel>
 
 TEST(ServerTest, ReflectionListsTheServices) {
   TestServer server;
-  EXPECT_THAT(ListServicesByReflection(server.channel()),
-              ::testing::IsSupersetOf({"internimage.serving.v1.VisionService",
-                                       "grpc.health.v1.Health"}));
+  EXPECT_THAT(
+      ListServicesByReflection(server.channel()),
+      ::testing::IsSupersetOf({"internimage.serving.v1.VisionService", "grpc.health.v1.Health"}));
 }
 
 // ---- metrics ---------------------------------------------------------------------------------
@@ -952,7 +982,10 @@ TEST(ServerTest, MetricsEndpointCountsEveryCall) {
   EXPECT_EQ(Sample(s, RequestsKey("fake_classifier", "Classify", "INVALID_ARGUMENT")), 2);
   EXPECT_EQ(Sample(s, RequestsKey("fake_detector", "Detect", "OK")), 1);
   EXPECT_EQ(Sample(s, RequestsKey("", "ListModels", "OK")), 1);
-  EXPECT_EQ(Sample(s, "iis_request_duration_seconds_count{method=\"Classify\",model=\"fake_classifier\"}"), 7);
+  EXPECT_EQ(
+      Sample(s,
+             "iis_request_duration_seconds_count{method=\"Classify\",model=\"fake_classifier\"}"),
+      7);
   // The engine's stage instruments (recorded by the fake engine through the same Metrics).
   EXPECT_EQ(Sample(s, "iis_queue_duration_seconds_count{model=\"fake_classifier\"}"), 5);
   EXPECT_EQ(Sample(s, "iis_batch_size_count{model=\"fake_classifier\"}"), 5);
@@ -972,9 +1005,9 @@ class TlsFiles {
     const std::string d = dir_.string();
     const std::string key = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
     const std::string script = absl::StrCat(
-        "set -e; cd '", d, "'; ",
-        "openssl req -x509 ", key, " -keyout ca.key -out ca.pem -days 2 -subj /CN=iis-test-ca; ",
-        "openssl req ", key, " -keyout server.key -out server.csr -subj /CN=localhost; ",
+        "set -e; cd '", d, "'; ", "openssl req -x509 ", key,
+        " -keyout ca.key -out ca.pem -days 2 -subj /CN=iis-test-ca; ", "openssl req ", key,
+        " -keyout server.key -out server.csr -subj /CN=localhost; ",
         "printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\\nextendedKeyUsage=serverAuth\\n' "
         "> server.ext; ",
         "openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 "
@@ -1004,19 +1037,19 @@ class TlsFiles {
 grpc::Status CallOverTls(int port, const grpc::SslCredentialsOptions& ssl) {
   grpc::ChannelArguments args;
   args.SetSslTargetNameOverride("localhost");
-  auto channel = grpc::CreateCustomChannel(absl::StrCat("127.0.0.1:", port),
-                                           grpc::SslCredentials(ssl), args);
+  auto channel =
+      grpc::CreateCustomChannel(absl::StrCat("127.0.0.1:", port), grpc::SslCredentials(ssl), args);
   pb::ListModelsResponse list;
-  return pb::VisionService::NewStub(channel)->ListModels(
-      Context(std::chrono::seconds(5)).get(), {}, &list);
+  return pb::VisionService::NewStub(channel)->ListModels(Context(std::chrono::seconds(5)).get(), {},
+                                                         &list);
 }
 
 grpc::Status CallInsecurely(int port) {
-  auto channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", port),
-                                     grpc::InsecureChannelCredentials());
+  auto channel =
+      grpc::CreateChannel(absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials());
   pb::ListModelsResponse list;
-  return pb::VisionService::NewStub(channel)->ListModels(
-      Context(std::chrono::seconds(5)).get(), {}, &list);
+  return pb::VisionService::NewStub(channel)->ListModels(Context(std::chrono::seconds(5)).get(), {},
+                                                         &list);
 }
 
 TEST(ServerTest, TlsAndMutualTls) {
@@ -1156,15 +1189,14 @@ TEST(FakeVisionServerProcessTest, ServesUntilSigtermThenDrainsAndExitsZero) {
   const std::string log = (dir / "log").string();
   {
     Process server({binary, "--port=0", "--metrics-port=0", "--port-file=" + port_file,
-                    "--metrics-port-file=" + metrics_file, "--drain-grace=5s",
-                    "--latency=500ms"},
+                    "--metrics-port-file=" + metrics_file, "--drain-grace=5s", "--latency=500ms"},
                    log);
     const int port = ReadPortFile(port_file, absl::Seconds(30));
     const int metrics_port = ReadPortFile(metrics_file, absl::Seconds(5));
     ASSERT_GT(port, 0) << ReadText(log);
     ASSERT_GT(metrics_port, 0);
-    auto channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", port),
-                                       grpc::InsecureChannelCredentials());
+    auto channel =
+        grpc::CreateChannel(absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials());
     auto stub = pb::VisionService::NewStub(channel);
     pb::ClassifyResponse response;
     ASSERT_TRUE(stub->Classify(Context().get(),

@@ -109,8 +109,8 @@ void ValidateBatching(const std::string& prefix, const BatchingConfig& b, Proble
   for (int j = 0; j < b.preferred_batch_sizes_size(); ++j) {
     const int size = b.preferred_batch_sizes(j);
     if (size < 1 || size > b.max_batch_size()) {
-      problems.Add(prefix, "preferred_batch_sizes[", j, "] must be in [1, max_batch_size = ",
-                   b.max_batch_size(), "], got ", size);
+      problems.Add(prefix, "preferred_batch_sizes[", j,
+                   "] must be in [1, max_batch_size = ", b.max_batch_size(), "], got ", size);
     }
     if (j > 0 && size <= b.preferred_batch_sizes(j - 1)) {
       problems.Add(prefix, "preferred_batch_sizes must be ascending, got ",
@@ -126,15 +126,15 @@ absl::StatusOr<Task> TaskOfArchitecture(absl::string_view architecture) {
   if (absl::StartsWith(architecture, "mask_rcnn_")) return Task::kDetection;
   if (absl::StartsWith(architecture, "upernet_")) return Task::kSegmentation;
   return absl::InvalidArgumentError(absl::StrCat(
-      "\"", architecture, "\" is not a known architecture family: expected a name starting with "
+      "\"", architecture,
+      "\" is not a known architecture family: expected a name starting with "
       "internimage_ (classification), mask_rcnn_ (detection) or upernet_ (segmentation)"));
 }
 
 bool IsValidModelName(absl::string_view name) {
   if (name.empty() || name.size() > 128) return false;
   for (char c : name) {
-    if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '_' &&
-        c != '-') {
+    if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '_' && c != '-') {
       return false;
     }
   }
@@ -143,8 +143,8 @@ bool IsValidModelName(absl::string_view name) {
 
 absl::StatusOr<HostPort> SplitListenAddress(absl::string_view address) {
   auto invalid = [&](absl::string_view why) {
-    return absl::InvalidArgumentError(absl::StrCat("listen address \"", address,
-                                                   "\" is not host:port: ", why));
+    return absl::InvalidArgumentError(
+        absl::StrCat("listen address \"", address, "\" is not host:port: ", why));
   };
   HostPort out;
   absl::string_view port;
@@ -223,7 +223,8 @@ void ApplyConfigDefaults(ServerConfig* config) {
       const absl::StatusOr<Task> task = TaskOfArchitecture(model.architecture());
       batching->set_max_batch_size(task.ok() && *task != Task::kClassification ? 2 : 8);
     }
-    if (batching->max_queue_delay_us() == 0) batching->set_max_queue_delay_us(kDefaultMaxQueueDelayUs);
+    if (batching->max_queue_delay_us() == 0)
+      batching->set_max_queue_delay_us(kDefaultMaxQueueDelayUs);
     if (batching->max_queue_size() == 0) batching->set_max_queue_size(kDefaultMaxQueueSize);
   }
   // The first model of a task is its default unless one of them asks to be.
@@ -298,8 +299,8 @@ absl::Status ValidateServerConfig(const ServerConfig& config) {
   }
   if (config.models().empty()) problems.Add("models must not be empty");
 
-  std::map<std::string, int> names;           // name -> first index
-  std::map<Task, int> defaults;               // task -> index of its default model
+  std::map<std::string, int> names;  // name -> first index
+  std::map<Task, int> defaults;      // task -> index of its default model
   for (int i = 0; i < config.models_size(); ++i) {
     const ModelConfig& model = config.models(i);
     const std::string prefix = absl::StrCat("models[", i, "].");

@@ -25,9 +25,9 @@ using ServerConfig = internimage::serving::v1::ServerConfig;
 // Settings given on the command line. Each one that is set replaces the configuration's value
 // (after defaults, so an override of 0 means 0, e.g. metrics_port 0 picks a free port).
 struct ConfigOverrides {
-  std::optional<std::string> host;      // replaces the host part of listen_address
-  std::optional<int> port;              // replaces the port part of listen_address
-  std::optional<int> metrics_port;      // -1 disables metrics, 0 picks a free port
+  std::optional<std::string> host;  // replaces the host part of listen_address
+  std::optional<int> port;          // replaces the port part of listen_address
+  std::optional<int> metrics_port;  // -1 disables metrics, 0 picks a free port
   std::optional<absl::Duration> drain_grace;
   std::optional<int> worker_threads;
   std::optional<int> cpu_inference_threads;
@@ -36,7 +36,7 @@ struct ConfigOverrides {
   std::optional<std::string> tls_cert_file;
   std::optional<std::string> tls_key_file;
   std::optional<std::string> tls_client_ca_file;
-  std::optional<std::string> device;    // replaces every model's device
+  std::optional<std::string> device;  // replaces every model's device
 };
 
 // A listen address split into its parts; IPv6 hosts are kept without brackets.

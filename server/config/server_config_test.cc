@@ -92,12 +92,25 @@ TEST(ServerConfigTest, ExplicitValuesSurviveDefaultsAndFirstModelOfATaskIsItsDef
     listen_address: "127.0.0.1:6000"
     metrics_port: -1
     drain_grace_period_ms: 1500
-    models { architecture: "internimage_s_1k_224" name: "small" version: "7"
-             batching { max_batch_size: 16 preferred_batch_sizes: [4, 8] } }
+    models {
+      architecture: "internimage_s_1k_224"
+      name: "small"
+      version: "7"
+      batching {
+        max_batch_size: 16
+        preferred_batch_sizes: [ 4, 8 ]
+      }
+    }
     models { architecture: "internimage_b_1k_224" name: "base" warmup_iterations: -1 }
     models { architecture: "mask_rcnn_internimage_s_fpn_3x_coco" name: "det_a" }
-    models { architecture: "mask_rcnn_internimage_t_fpn_1x_coco" name: "det_b"
-             default_for_task: true device: "cuda:1" precision: "float16" instances: 2 }
+    models {
+      architecture: "mask_rcnn_internimage_t_fpn_1x_coco"
+      name: "det_b"
+      default_for_task: true
+      device: "cuda:1"
+      precision: "float16"
+      instances: 2
+    }
   )pb");
   ASSERT_TRUE(config.ok()) << config.status();
   ApplyConfigDefaults(&*config);
@@ -110,7 +123,7 @@ TEST(ServerConfigTest, ExplicitValuesSurviveDefaultsAndFirstModelOfATaskIsItsDef
   EXPECT_EQ(config->models(1).batching().max_batch_size(), 8);
   EXPECT_EQ(config->models(1).warmup_iterations(), -1);
   EXPECT_EQ(config->models(2).batching().max_batch_size(), 2);
-  EXPECT_TRUE(config->models(0).default_for_task());   // first classification model
+  EXPECT_TRUE(config->models(0).default_for_task());  // first classification model
   EXPECT_FALSE(config->models(1).default_for_task());
   EXPECT_FALSE(config->models(2).default_for_task());  // det_b asked to be the default
   EXPECT_TRUE(config->models(3).default_for_task());
@@ -130,7 +143,8 @@ TEST(ServerConfigTest, LoadsFilesAndExplainsParseErrors) {
   EXPECT_EQ(config->listen_address(), "[::1]:7000");
   EXPECT_EQ(config->models_size(), 3);
 
-  const std::string bad = dir.Write("bad.pbtxt", "models {\n  architecture: \"x\"\n  colour: 3\n}\n");
+  const std::string bad =
+      dir.Write("bad.pbtxt", "models {\n  architecture: \"x\"\n  colour: 3\n}\n");
   absl::StatusOr<ServerConfig> parsed = LoadServerConfigFile(bad);
   EXPECT_EQ(parsed.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(parsed.status().message()),
@@ -147,7 +161,9 @@ TEST(ServerConfigTest, OverridesReplaceFileValues) {
   const std::string cert = dir.Write("cert.pem", "-----BEGIN CERTIFICATE-----\n");
   const std::string key = dir.Write("key.pem", "-----BEGIN PRIVATE KEY-----\n");
   const std::string path = dir.Write("c.pbtxt", R"pb(
-    listen_address: "10.0.0.1:5000" metrics_port: 9000 worker_threads: 3
+    listen_address: "10.0.0.1:5000"
+    metrics_port: 9000
+    worker_threads: 3
     models { architecture: "internimage_t_1k_224" device: "cpu" }
     models { architecture: "upernet_internimage_t_512_160k_ade20k" device: "cuda" }
   )pb");
@@ -238,7 +254,8 @@ TEST(ServerConfigTest, EveryValidationErrorNamesItsField) {
           models { architecture: "upernet_b" name: "s2" default_for_task: true })",
        "models[1].default_for_task: models[0] (\"s1\") is already the default segmentation "
        "model"},
-      {R"(limits { max_message_bytes: -1 })", "limits.max_message_bytes must be in [1, 2147483647], got -1"},
+      {R"(limits { max_message_bytes: -1 })",
+       "limits.max_message_bytes must be in [1, 2147483647], got -1"},
       {R"(limits { max_message_bytes: 4294967296 })", "limits.max_message_bytes must be in"},
       {R"(limits { max_image_pixels: -1 })", "limits.max_image_pixels must be >= 1, got -1"},
       {R"(limits { max_image_side: -1 })", "limits.max_image_side must be >= 1, got -1"},

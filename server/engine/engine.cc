@@ -4,9 +4,12 @@ namespace iis {
 
 std::string_view TaskName(Task task) {
   switch (task) {
-    case Task::kClassification: return "classification";
-    case Task::kDetection: return "detection";
-    case Task::kSegmentation: return "segmentation";
+    case Task::kClassification:
+      return "classification";
+    case Task::kDetection:
+      return "detection";
+    case Task::kSegmentation:
+      return "segmentation";
   }
   return "unknown";
 }

@@ -68,9 +68,9 @@ absl::StatusOr<ImageHeader> ProbeJpeg(absl::string_view b) {
     const uint8_t marker = Byte(b, pos++);
     if (marker == 0x01 || (marker >= 0xD0 && marker <= 0xD7)) continue;  // no length field
     if (marker == 0xD8 || marker == 0xD9 || marker == 0x00) {
-      return Corrupt(kName, absl::StrCat("unexpected marker 0xFF",
-                                         absl::Hex(marker, absl::kZeroPad2), " at offset ",
-                                         pos - 2, " before the first scan"));
+      return Corrupt(kName,
+                     absl::StrCat("unexpected marker 0xFF", absl::Hex(marker, absl::kZeroPad2),
+                                  " at offset ", pos - 2, " before the first scan"));
     }
     if (pos + 2 > n) return Truncated(kName, "the data ends inside a segment length");
     const size_t length = Be16(b, pos);
@@ -82,8 +82,8 @@ absl::StatusOr<ImageHeader> ProbeJpeg(absl::string_view b) {
                                            " at offset ", pos - 2, " declares ", length,
                                            " bytes but only ", n - pos, " remain"));
     }
-    const bool is_frame = marker >= 0xC0 && marker <= 0xCF && marker != 0xC4 &&
-                          marker != 0xC8 && marker != 0xCC;
+    const bool is_frame =
+        marker >= 0xC0 && marker <= 0xCF && marker != 0xC4 && marker != 0xC8 && marker != 0xCC;
     if (is_frame) {
       if (have_frame) return Corrupt(kName, "more than one frame header (SOF)");
       if (length < 8) return Corrupt(kName, absl::StrCat("frame header length ", length));
@@ -91,13 +91,14 @@ absl::StatusOr<ImageHeader> ProbeJpeg(absl::string_view b) {
       header.width = Be16(b, pos + 5);
       const size_t components = Byte(b, pos + 7);
       if (components == 0 || length != 8 + 3 * components) {
-        return Corrupt(kName, absl::StrCat("frame header declares ", components,
-                                           " components in ", length, " bytes"));
+        return Corrupt(kName, absl::StrCat("frame header declares ", components, " components in ",
+                                           length, " bytes"));
       }
       if (header.width == 0) return Corrupt(kName, "the frame header declares width 0");
       if (header.height == 0) {
-        return Corrupt(kName, "the frame header declares height 0 (DNL-defined height is not "
-                              "supported)");
+        return Corrupt(kName,
+                       "the frame header declares height 0 (DNL-defined height is not "
+                       "supported)");
       }
       have_frame = true;
     } else if (marker == 0xDA) {  // start of scan
@@ -115,12 +116,16 @@ absl::StatusOr<ImageHeader> ProbeJpeg(absl::string_view b) {
 
 bool ValidPngDepth(uint8_t color_type, uint8_t depth) {
   switch (color_type) {
-    case 0: return depth == 1 || depth == 2 || depth == 4 || depth == 8 || depth == 16;
-    case 3: return depth == 1 || depth == 2 || depth == 4 || depth == 8;
+    case 0:
+      return depth == 1 || depth == 2 || depth == 4 || depth == 8 || depth == 16;
+    case 3:
+      return depth == 1 || depth == 2 || depth == 4 || depth == 8;
     case 2:
     case 4:
-    case 6: return depth == 8 || depth == 16;
-    default: return false;
+    case 6:
+      return depth == 8 || depth == 16;
+    default:
+      return false;
   }
 }
 
@@ -129,8 +134,8 @@ absl::StatusOr<ImageHeader> ProbePng(absl::string_view b) {
   constexpr absl::string_view kName = "PNG";
   const size_t n = b.size();
   constexpr size_t kIhdrEnd = 8 + 8 + 13 + 4;
-  if (n < kIhdrEnd) return Truncated(kName, absl::StrCat("the data ends in the IHDR chunk (", n,
-                                                         " bytes)"));
+  if (n < kIhdrEnd)
+    return Truncated(kName, absl::StrCat("the data ends in the IHDR chunk (", n, " bytes)"));
   if (b.substr(12, 4) != "IHDR" || Be32(b, 8) != 13) {
     return Corrupt(kName, absl::StrCat("the first chunk is '", absl::CHexEscape(b.substr(12, 4)),
                                        "' of ", Be32(b, 8), " bytes, expected IHDR of 13"));
@@ -143,8 +148,8 @@ absl::StatusOr<ImageHeader> ProbePng(absl::string_view b) {
   }
   const uint8_t depth = Byte(b, 24), color_type = Byte(b, 25);
   if (!ValidPngDepth(color_type, depth)) {
-    return Corrupt(kName, absl::StrCat("invalid bit depth ", depth, " for colour type ",
-                                       color_type));
+    return Corrupt(kName,
+                   absl::StrCat("invalid bit depth ", depth, " for colour type ", color_type));
   }
   if (Byte(b, 26) != 0 || Byte(b, 27) != 0 || Byte(b, 28) > 1) {
     return Corrupt(kName, "unknown compression, filter or interlace method");
@@ -152,8 +157,8 @@ absl::StatusOr<ImageHeader> ProbePng(absl::string_view b) {
   bool have_data = false;
   for (size_t pos = kIhdrEnd;;) {
     if (pos + 12 > n) {
-      return Truncated(kName, absl::StrCat("the data ends at offset ", n,
-                                           " without an IEND chunk"));
+      return Truncated(kName,
+                       absl::StrCat("the data ends at offset ", n, " without an IEND chunk"));
     }
     const size_t length = Be32(b, pos);
     const absl::string_view type = b.substr(pos + 4, 4);
@@ -168,8 +173,7 @@ absl::StatusOr<ImageHeader> ProbePng(absl::string_view b) {
     }
     if (length + 12 > n - pos) {
       return Truncated(kName, absl::StrCat("chunk '", type, "' at offset ", pos, " declares ",
-                                           length, " bytes but only ", n - pos - 12,
-                                           " remain"));
+                                           length, " bytes but only ", n - pos - 12, " remain"));
     }
     if (type == "IDAT") have_data = true;
     if (type == "IEND") break;
@@ -193,8 +197,8 @@ absl::StatusOr<ImageHeader> ProbeWebp(absl::string_view b) {
   const absl::string_view fourcc = b.substr(12, 4);
   const size_t size = Le32(b, 16);
   if (size > n - 20) {
-    return Truncated(kName, absl::StrCat("chunk '", absl::CHexEscape(fourcc), "' declares ",
-                                         size, " bytes but only ", n - 20, " remain"));
+    return Truncated(kName, absl::StrCat("chunk '", absl::CHexEscape(fourcc), "' declares ", size,
+                                         " bytes but only ", n - 20, " remain"));
   }
   ImageHeader header{ImageFormat::kWebp, 0, 0};
   if (fourcc == "VP8 ") {
@@ -268,9 +272,9 @@ absl::StatusOr<ImageHeader> ProbeBmp(absl::string_view b) {
     const uint64_t row_bytes = (static_cast<uint64_t>(width) * bits + 31) / 32 * 4;
     const uint64_t available = data_offset <= n ? n - data_offset : 0;
     if (data_offset > n || row_bytes > available / static_cast<uint64_t>(height)) {
-      return Truncated(kName, absl::StrCat("the pixel array needs ", height, " rows of ",
-                                           row_bytes, " bytes from offset ", data_offset,
-                                           ", the data has ", n, " bytes"));
+      return Truncated(
+          kName, absl::StrCat("the pixel array needs ", height, " rows of ", row_bytes,
+                              " bytes from offset ", data_offset, ", the data has ", n, " bytes"));
     }
   }
   return ImageHeader{ImageFormat::kBmp, width, height};
@@ -280,10 +284,14 @@ absl::StatusOr<ImageHeader> ProbeBmp(absl::string_view b) {
 
 std::string_view ImageFormatName(ImageFormat format) {
   switch (format) {
-    case ImageFormat::kJpeg: return "JPEG";
-    case ImageFormat::kPng: return "PNG";
-    case ImageFormat::kWebp: return "WebP";
-    case ImageFormat::kBmp: return "BMP";
+    case ImageFormat::kJpeg:
+      return "JPEG";
+    case ImageFormat::kPng:
+      return "PNG";
+    case ImageFormat::kWebp:
+      return "WebP";
+    case ImageFormat::kBmp:
+      return "BMP";
   }
   return "unknown";
 }
@@ -300,9 +308,9 @@ absl::StatusOr<ImageHeader> ProbeImageHeader(std::string_view data) {
     return ProbeWebp(bytes);
   }
   if (bytes.size() >= 2 && bytes.substr(0, 2) == "BM") return ProbeBmp(bytes);
-  return absl::InvalidArgumentError(absl::StrCat(
-      "image is not a JPEG, PNG, WebP or BMP file (", bytes.size(), " bytes starting with \"",
-      absl::CHexEscape(bytes.substr(0, 8)), "\")"));
+  return absl::InvalidArgumentError(absl::StrCat("image is not a JPEG, PNG, WebP or BMP file (",
+                                                 bytes.size(), " bytes starting with \"",
+                                                 absl::CHexEscape(bytes.substr(0, 8)), "\")"));
 }
 
 absl::Status CheckImageSize(int64_t width, int64_t height, const ImageLimits& limits) {
@@ -318,9 +326,8 @@ absl::Status CheckImageSize(int64_t width, int64_t height, const ImageLimits& li
         " pixels, the limit is ", limits.max_pixels));
   }
   if (width > limits.max_side || height > limits.max_side) {
-    return absl::InvalidArgumentError(absl::StrCat("image is ", width, "x", height,
-                                                   " pixels, the longest side allowed is ",
-                                                   limits.max_side));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "image is ", width, "x", height, " pixels, the longest side allowed is ", limits.max_side));
   }
   return absl::OkStatus();
 }

@@ -245,8 +245,7 @@ TEST(ImageHeaderTest, CraftedHeadersDeclaringHugeSizesAreReadWithoutDecoding) {
 
   absl::Status status = CheckImageSize(100000, 100000, ImageLimits{});
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(status.message(),
-            "image is 100000x100000 = 10000000000 pixels, the limit is 40000000");
+  EXPECT_EQ(status.message(), "image is 100000x100000 = 10000000000 pixels, the limit is 40000000");
 }
 
 TEST(ImageHeaderTest, CraftedSmallHeadersOfEveryVariant) {

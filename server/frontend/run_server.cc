@@ -85,8 +85,9 @@ class SignalWatcher {
       if (n < 0 && errno == EINTR) continue;
       if (n <= 0 || byte == 0) return;
       if (++count == 1) {
-        signal_name_ = byte == SIGTERM ? "SIGTERM" : byte == SIGINT ? "SIGINT"
-                                                                   : absl::StrCat("signal ", byte);
+        signal_name_ = byte == SIGTERM  ? "SIGTERM"
+                       : byte == SIGINT ? "SIGINT"
+                                        : absl::StrCat("signal ", byte);
         first_.Notify();
       } else {
         Log(LogSeverity::kError, "second termination signal while shutting down: exiting now");
@@ -138,12 +139,11 @@ int RunServer(const RunServerOptions& options) {
   absl::StatusOr<HostPort> address = SplitListenAddress(config.listen_address());
   const std::string host = address.ok() ? address->host : config.listen_address();
   const std::string endpoint = JoinHostPort(host, (*server)->port());
-  Log(LogSeverity::kInfo, absl::StrCat("listening on ", endpoint,
-                                       ", health NOT_SERVING while the models load"));
+  Log(LogSeverity::kInfo,
+      absl::StrCat("listening on ", endpoint, ", health NOT_SERVING while the models load"));
 
   const absl::Time load_start = absl::Now();
-  absl::StatusOr<std::unique_ptr<Engine>> engine =
-      options.create_engine(config, metrics->get());
+  absl::StatusOr<std::unique_ptr<Engine>> engine = options.create_engine(config, metrics->get());
   if (!engine.ok()) return Fail("model engine", engine.status());
   if ((*signals)->signalled()) {
     Log(LogSeverity::kInfo, "termination requested while the models loaded: exiting");
@@ -153,9 +153,9 @@ int RunServer(const RunServerOptions& options) {
   if (absl::Status status = (*server)->AttachEngine(*std::move(engine)); !status.ok()) {
     return Fail("attaching the engine", status);
   }
-  Log(LogSeverity::kInfo, absl::StrCat("models ready in ",
-                                       absl::FormatDuration(absl::Now() - load_start), ": ",
-                                       models));
+  Log(LogSeverity::kInfo,
+      absl::StrCat("models ready in ", absl::FormatDuration(absl::Now() - load_start), ": ",
+                   models));
   const int metrics_port = (*metrics)->port();
   if (options.on_serving) options.on_serving((*server)->port(), metrics_port);
   Log(LogSeverity::kInfo,
@@ -165,17 +165,16 @@ int RunServer(const RunServerOptions& options) {
 
   const std::string signal_name = (*signals)->WaitForSignal();
   const absl::Duration grace = absl::Milliseconds(config.drain_grace_period_ms());
-  Log(LogSeverity::kInfo, absl::StrCat(signal_name, ": draining (grace period ",
-                                       absl::FormatDuration(grace), ")"));
+  Log(LogSeverity::kInfo,
+      absl::StrCat(signal_name, ": draining (grace period ", absl::FormatDuration(grace), ")"));
   const absl::Time drain_start = absl::Now();
   const absl::Status drained = (*server)->Drain(grace);
   if (!drained.ok()) {
     Log(LogSeverity::kWarning, absl::StrCat("drain did not finish in time: ", drained.ToString()));
     return kExitDrainTimeout;
   }
-  Log(LogSeverity::kInfo, absl::StrCat("drained in ",
-                                       absl::FormatDuration(absl::Now() - drain_start),
-                                       "; exiting"));
+  Log(LogSeverity::kInfo,
+      absl::StrCat("drained in ", absl::FormatDuration(absl::Now() - drain_start), "; exiting"));
   return kExitOk;
 }
 

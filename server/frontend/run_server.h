@@ -35,9 +35,9 @@ struct RunServerOptions {
 };
 
 // Runs the server until SIGTERM or SIGINT, then drains within config.drain_grace_period_ms and
-// returns an exit code above. A second signal while shutting down exits at once (code 130). Start-up
-// failures are logged with their reason. Installs SIGTERM/SIGINT handlers for its duration (they
-// only write to a self-pipe; a watcher thread does the rest), so call it once, from main().
+// returns an exit code above. A second signal while shutting down exits at once (code 130).
+// Start-up failures are logged with their reason. Installs SIGTERM/SIGINT handlers for its duration
+// (they only write to a self-pipe; a watcher thread does the rest), so call it once, from main().
 int RunServer(const RunServerOptions& options);
 
 // Returns argv with '-' turned into '_' in flag names ("--metrics-port=1" becomes

@@ -1,6 +1,5 @@
 #include "server/frontend/server.h"
 
-#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -92,8 +91,7 @@ absl::StatusOr<std::unique_ptr<VisionServer>> VisionServer::Create(const ServerO
   if (options.image_limits.max_pixels < 1 || options.image_limits.max_side < 1) {
     return absl::InvalidArgumentError("image limits must be >= 1");
   }
-  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials =
-      MakeCredentials(options);
+  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials = MakeCredentials(options);
   if (!credentials.ok()) return credentials.status();
 
   std::unique_ptr<VisionServer> server(new VisionServer(options, metrics));
@@ -150,8 +148,12 @@ absl::Status VisionServer::Drain(absl::Duration grace) {
   server_->GetHealthCheckService()->Shutdown();
   absl::Status status = absl::OkStatus();
   if (engine != nullptr) status = engine->Drain(grace);
-  // Calls still open at the deadline (e.g. health Watch streams) are cancelled.
-  server_->Shutdown(absl::ToChronoTime(std::max(deadline, absl::Now())));
+  // Let the answers go out; then only streams of other services (health Watch, reflection) can
+  // be open, and they would otherwise hold the shutdown for the whole grace period.
+  if (!service_.WaitForCalls(deadline) && status.ok()) {
+    status = absl::DeadlineExceededError("vision calls were still open when the grace ran out");
+  }
+  server_->Shutdown(absl::ToChronoTime(absl::Now()));
   return status;
 }
 

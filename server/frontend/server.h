@@ -7,8 +7,9 @@
 //   AttachEngine() serves the engine's models; health SERVING (overall "" and
 //                  "internimage.serving.v1.VisionService")
 //   Drain()        health NOT_SERVING at once, new vision calls UNAVAILABLE ("server is shutting
-//                  down"), Engine::Drain for the work in flight, then gRPC shutdown with what is
-//                  left of the grace period
+//                  down"), Engine::Drain for the work in flight, a wait (within the same grace
+//                  period) until every vision answer is sent, then gRPC shutdown, which cancels
+//                  what is left: long-lived streams of other services such as health Watch
 //
 // Thread-safe: every method may be called from any thread.
 #pragma once
@@ -70,7 +71,7 @@ class VisionServer {
   absl::Status AttachEngine(std::unique_ptr<Engine> engine);
 
   // Stops the server gracefully within `grace` (see the lifecycle above) and returns when the
-  // gRPC server has shut down. Returns OK when every accepted request finished in time, else
+  // gRPC server has shut down. Returns OK when every accepted request was answered in time, else
   // DEADLINE_EXCEEDED (those cut off were answered UNAVAILABLE or cancelled). A second call
   // returns OK at once.
   absl::Status Drain(absl::Duration grace);

@@ -24,9 +24,12 @@ constexpr int kDefaultTopK = 5;
 
 pb::Task ToProtoTask(Task task) {
   switch (task) {
-    case Task::kClassification: return pb::TASK_CLASSIFICATION;
-    case Task::kDetection: return pb::TASK_DETECTION;
-    case Task::kSegmentation: return pb::TASK_SEGMENTATION;
+    case Task::kClassification:
+      return pb::TASK_CLASSIFICATION;
+    case Task::kDetection:
+      return pb::TASK_DETECTION;
+    case Task::kSegmentation:
+      return pb::TASK_SEGMENTATION;
   }
   return pb::TASK_UNSPECIFIED;
 }
@@ -72,8 +75,8 @@ std::string Quote(absl::string_view s) {
 }
 
 absl::Status InvalidModelName(absl::string_view field, absl::string_view name) {
-  return absl::InvalidArgumentError(absl::StrCat(
-      field, " must be 1 to 128 characters of [A-Za-z0-9._-], got ", Quote(name)));
+  return absl::InvalidArgumentError(
+      absl::StrCat(field, " must be 1 to 128 characters of [A-Za-z0-9._-], got ", Quote(name)));
 }
 
 absl::Status ResultMismatch(absl::string_view method) {
@@ -140,13 +143,33 @@ absl::Time DeadlineOf(const grpc::CallbackServerContext& context) {
 
 }  // namespace
 
+// The reactor of every unary call: counts the call as active until gRPC is done with it, so a
+// drain can wait for answers to be sent, not only produced.
+class VisionService::Reactor : public grpc::ServerUnaryReactor {
+ public:
+  explicit Reactor(VisionService* service) : service_(service) {
+    absl::MutexLock lock(&service_->calls_mu_);
+    ++service_->active_calls_;
+  }
+  void OnDone() override {
+    {
+      absl::MutexLock lock(&service_->calls_mu_);
+      --service_->active_calls_;
+    }
+    delete this;
+  }
+
+ private:
+  VisionService* const service_;
+};
+
 // One RPC on its way through a handler: answers it exactly once and records its metrics.
 class VisionService::Call {
  public:
   Call(VisionService* service, grpc::CallbackServerContext* context, std::string method)
       : service_(service),
         context_(context),
-        reactor_(context->DefaultReactor()),
+        reactor_(new Reactor(service)),
         method_(std::move(method)),
         start_(absl::Now()) {}
 
@@ -175,8 +198,8 @@ class VisionService::Call {
     grpc::CallbackServerContext* context = context_;
     request->is_cancelled = [context] { return context->IsCancelled(); };
     grpc::ServerUnaryReactor* reactor = reactor_;
-    request->done = [call = *this, fill = std::move(fill)](
-                        absl::StatusOr<InferenceResponse> answer) mutable {
+    request->done = [call = *this,
+                     fill = std::move(fill)](absl::StatusOr<InferenceResponse> answer) mutable {
       call.service_->metrics_->AddInFlight(call.model_, call.method_, -1);
       absl::Status status = answer.status();
       if (status.ok()) status = fill(*answer);
@@ -221,6 +244,13 @@ absl::Status VisionService::AttachEngine(Engine* engine) {
 
 void VisionService::StartDrain() { draining_.store(true); }
 
+bool VisionService::WaitForCalls(absl::Time deadline) {
+  absl::MutexLock lock(&calls_mu_);
+  auto none_active = [this]()
+                         ABSL_EXCLUSIVE_LOCKS_REQUIRED(calls_mu_) { return active_calls_ == 0; };
+  return calls_mu_.AwaitWithDeadline(absl::Condition(&none_active), deadline);
+}
+
 absl::StatusOr<const VisionService::Attached*> VisionService::Ready() const {
   if (draining_.load()) return absl::UnavailableError("server is shutting down");
   const Attached* attached = attached_.load();
@@ -236,7 +266,8 @@ absl::StatusOr<const VisionService::ModelEntry*> VisionService::ResolveModel(
   if (name.empty()) {
     absl::StatusOr<std::string> default_model = attached.engine->DefaultModel(task);
     if (!default_model.ok()) {
-      return absl::NotFoundError(absl::StrCat("no served model does ", std::string(TaskName(task))));
+      return absl::NotFoundError(
+          absl::StrCat("no served model does ", std::string(TaskName(task))));
     }
     resolved = *std::move(default_model);
   } else if (!IsValidModelName(name)) {
@@ -244,15 +275,14 @@ absl::StatusOr<const VisionService::ModelEntry*> VisionService::ResolveModel(
   }
   auto it = attached.models.find(resolved);
   if (it == attached.models.end()) {
-    return absl::NotFoundError(absl::StrCat("model ", Quote(resolved),
-                                            " is not served; served models: ",
-                                            attached.served_names));
+    return absl::NotFoundError(absl::StrCat(
+        "model ", Quote(resolved), " is not served; served models: ", attached.served_names));
   }
   call.set_model(it->second.name);
   if (it->second.task != task) {
     return absl::InvalidArgumentError(absl::StrCat("model ", resolved, " serves ",
-                                                   std::string(TaskName(it->second.task)),
-                                                   ", not ", std::string(TaskName(task))));
+                                                   std::string(TaskName(it->second.task)), ", not ",
+                                                   std::string(TaskName(task))));
   }
   return &it->second;
 }
@@ -269,8 +299,7 @@ absl::StatusOr<ImageInput> VisionService::ToImageInput(const pb::Image& image,
         return absl::InvalidArgumentError(
             absl::StrCat("image.encoded: ", header.status().message()));
       }
-      if (absl::Status size = CheckImageSize(header->width, header->height, limits_);
-          !size.ok()) {
+      if (absl::Status size = CheckImageSize(header->width, header->height, limits_); !size.ok()) {
         return size;
       }
       input.kind = ImageInput::Kind::kEncoded;
@@ -285,8 +314,7 @@ absl::StatusOr<ImageInput> VisionService::ToImageInput(const pb::Image& image,
       if (tensor.format() == pb::RawTensor::UINT8_HWC_RGB) {
         if (shape.size() != 3 || shape[2] != 3) {
           return absl::InvalidArgumentError(absl::StrCat(
-              "image.tensor.shape must be [height, width, 3] for UINT8_HWC_RGB, got ",
-              shape_text));
+              "image.tensor.shape must be [height, width, 3] for UINT8_HWC_RGB, got ", shape_text));
         }
         height = shape[0];
         width = shape[1];
@@ -308,11 +336,11 @@ absl::StatusOr<ImageInput> VisionService::ToImageInput(const pb::Image& image,
               "] for model ", model.name, " (its input size), got ", shape_text));
         }
       } else {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "image.tensor.format must be UINT8_HWC_RGB or FLOAT32_CHW, got ",
-            pb::RawTensor::Format_IsValid(tensor.format())
-                ? pb::RawTensor::Format_Name(tensor.format())
-                : absl::StrCat(tensor.format())));
+        return absl::InvalidArgumentError(
+            absl::StrCat("image.tensor.format must be UINT8_HWC_RGB or FLOAT32_CHW, got ",
+                         pb::RawTensor::Format_IsValid(tensor.format())
+                             ? pb::RawTensor::Format_Name(tensor.format())
+                             : absl::StrCat(tensor.format())));
       }
       if (height < 1 || width < 1) {
         return absl::InvalidArgumentError(
@@ -349,9 +377,9 @@ grpc::ServerUnaryReactor* VisionService::Classify(grpc::CallbackServerContext* c
 
   const int num_classes = (*model)->num_classes;
   if (request->top_k() < 0 || request->top_k() > num_classes) {
-    return call.Finish(absl::InvalidArgumentError(absl::StrCat(
-        "top_k must be in [0, ", num_classes, "] (0 means ", kDefaultTopK, "), got ",
-        request->top_k())));
+    return call.Finish(
+        absl::InvalidArgumentError(absl::StrCat("top_k must be in [0, ", num_classes, "] (0 means ",
+                                                kDefaultTopK, "), got ", request->top_k())));
   }
   absl::StatusOr<ImageInput> image = ToImageInput(request->image(), **model);
   if (!image.ok()) return call.Finish(image.status());
@@ -393,10 +421,10 @@ grpc::ServerUnaryReactor* VisionService::Detect(grpc::CallbackServerContext* con
         absl::StrCat("max_detections must be >= 0, got ", request->max_detections())));
   }
   if (!pb::MaskEncoding_IsValid(request->mask_encoding())) {
-    return call.Finish(absl::InvalidArgumentError(absl::StrCat(
-        "mask_encoding must be MASK_ENCODING_UNSPECIFIED, MASK_ENCODING_RLE or "
-        "MASK_ENCODING_NONE, got ",
-        request->mask_encoding())));
+    return call.Finish(absl::InvalidArgumentError(
+        absl::StrCat("mask_encoding must be MASK_ENCODING_UNSPECIFIED, MASK_ENCODING_RLE or "
+                     "MASK_ENCODING_NONE, got ",
+                     request->mask_encoding())));
   }
   absl::StatusOr<ImageInput> image = ToImageInput(request->image(), **model);
   if (!image.ok()) return call.Finish(image.status());
@@ -472,9 +500,9 @@ grpc::ServerUnaryReactor* VisionService::GetModel(grpc::CallbackServerContext* c
     return call.Finish(InvalidModelName("name", request->name()));
   }
   if (!(*attached)->models.contains(request->name())) {
-    return call.Finish(absl::NotFoundError(absl::StrCat("model ", Quote(request->name()),
-                                                        " is not served; served models: ",
-                                                        (*attached)->served_names)));
+    return call.Finish(absl::NotFoundError(
+        absl::StrCat("model ", Quote(request->name()),
+                     " is not served; served models: ", (*attached)->served_names)));
   }
   call.set_model(request->name());
   absl::StatusOr<ModelMetadata> model = (*attached)->engine->GetModel(request->name());

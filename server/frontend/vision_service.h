@@ -26,9 +26,12 @@
 #include <memory>
 #include <string>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "internimage/serving/v1/vision.grpc.pb.h"
 #include "server/engine/engine.h"
 #include "server/frontend/image_header.h"
@@ -53,6 +56,10 @@ class VisionService final : public internimage::serving::v1::VisionService::Call
   // Makes every later call answer UNAVAILABLE "server is shutting down". Calls already submitted
   // are not affected.
   void StartDrain();
+
+  // Waits until every call this service has started is done (its answer sent, or the call
+  // cancelled) or `deadline` passes. Returns true when none is left.
+  bool WaitForCalls(absl::Time deadline);
 
   grpc::ServerUnaryReactor* Classify(grpc::CallbackServerContext* context,
                                      const internimage::serving::v1::ClassifyRequest* request,
@@ -87,6 +94,7 @@ class VisionService final : public internimage::serving::v1::VisionService::Call
     std::string served_names;  // "a, b, c" for NOT_FOUND messages
   };
   class Call;
+  class Reactor;
 
   // Returns the attached state, or UNAVAILABLE while starting or draining.
   absl::StatusOr<const Attached*> Ready() const;
@@ -101,6 +109,8 @@ class VisionService final : public internimage::serving::v1::VisionService::Call
   const ImageLimits limits_;
   Metrics* const metrics_;
   std::atomic<bool> draining_{false};
+  absl::Mutex calls_mu_;
+  int64_t active_calls_ ABSL_GUARDED_BY(calls_mu_) = 0;
   std::atomic<const Attached*> attached_{nullptr};
   std::unique_ptr<const Attached> attached_owner_;  // written once, before attached_ is set
 };
