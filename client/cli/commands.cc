@@ -205,7 +205,9 @@ int RunModels(const CliConfig& config, const std::shared_ptr<grpc::Channel>& cha
   if (config.json) {
     JsonWriter json;
     json.BeginObject().Key("target").String(config.channel.target);
-    json.Key("models").Raw(ToJson(response)).EndObject();
+    json.Key("models").BeginArray();
+    for (const pb::ModelInfo& model : response.models()) json.Raw(ToJson(model));
+    json.EndArray().EndObject();
     out << json.str();
   } else {
     out << ModelsTable(response);
