@@ -62,6 +62,9 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> CreateChannel(const ChannelOption
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(options.max_receive_message_bytes);
   args.SetMaxSendMessageSize(-1);
+  // Only ever talk to the addresses the target names: no service config (which could name
+  // other balancers or policies) from DNS TXT records.
+  args.SetInt(GRPC_ARG_SERVICE_CONFIG_DISABLE_RESOLUTION, 1);
   if (options.round_robin) args.SetLoadBalancingPolicyName("round_robin");
   if (options.connection_id != 0) {
     // A distinct argument set and a local subchannel pool give this channel its own connections.

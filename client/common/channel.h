@@ -1,6 +1,7 @@
 // gRPC channels to internimage-serving: plaintext or TLS (optionally mutual), with the options
 // both client tools share (--target, --tls, --ca-cert, --client-cert, --client-key,
-// --server-name).
+// --server-name). A channel only connects to the addresses its target resolves to (DNS A/AAAA);
+// service configs from DNS are ignored.
 #pragma once
 
 #include <memory>

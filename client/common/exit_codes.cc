@@ -24,7 +24,7 @@ std::string ExitCodesHelp() {
       "  0   success\n"
       "  1   unexpected failure inside the tool\n"
       "  2   bad command line\n"
-      "  3   a local file could not be read or written\n"
+      "  3   a local file could not be read, decoded or written\n"
       "  4   health: the server answered but is not SERVING\n"
       "  5   loadgen: the run completed but some requests failed\n";
   for (int code = 1; code <= static_cast<int>(grpc::StatusCode::UNAUTHENTICATED); ++code) {

@@ -4,7 +4,7 @@
 //   0        success
 //   1        an unexpected failure inside the tool
 //   2        bad command line
-//   3        a local file could not be read or written
+//   3        a local file could not be read, decoded or written
 //   4        health: the server answered but is not SERVING
 //   5        loadgen: the run completed but some requests failed (figures are still written)
 //   10 + c   the server (or the channel) answered with gRPC status code c, e.g.

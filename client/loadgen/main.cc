@@ -103,7 +103,7 @@ int Main(int argc, char** argv) {
     return Fail(ExitCodeFor(ready), ready.message());
   }
   auto workload = Workload::Create(config.rpc, config.request, *images);
-  if (!workload.ok()) return Fail(kExitUsage, workload.status().message());
+  if (!workload.ok()) return Fail(kExitIo, workload.status().message());
 
   std::signal(SIGINT, OnInterrupt);
   RunOptions run = config.run;
