@@ -237,22 +237,29 @@ class LoadRunner::Step : public std::enable_shared_from_this<LoadRunner::Step> {
     --outstanding_;
   }
 
+  // Prints the figures of each second on one self-overwriting line until the step finishes.
   void ProgressLoop() {
     int64_t interval_start = NowNs();
-    absl::MutexLock lock(&mu_);
-    while (!mu_.AwaitWithTimeout(absl::Condition(this, &Step::Finished), absl::Seconds(1))) {
-      const int64_t now = NowNs();
-      const double seconds = std::max(1e-9, (now - interval_start) * 1e-9);
-      const std::string line = absl::StrFormat(
-          "\r\033[K[%s] %5.1fs  %8.1f req/s  ok %lld  errors %lld  p50 %.3f ms  p99 %.3f ms",
-          StepLabel(step_), (now - start_ns_) * 1e-9, interval_completions_ / seconds,
-          static_cast<long long>(result_.ok), static_cast<long long>(result_.failed),
-          interval_.ValueAtPercentile(50) * 1e-6, interval_.ValueAtPercentile(99) * 1e-6);
-      std::fputs(line.c_str(), stderr);
+    for (;;) {
+      std::string line;
+      {
+        absl::MutexLock lock(&mu_);
+        if (mu_.AwaitWithTimeout(absl::Condition(this, &Step::Finished), absl::Seconds(1))) {
+          break;
+        }
+        const int64_t now = NowNs();
+        const double seconds = std::max(1e-9, (now - interval_start) * 1e-9);
+        line = absl::StrFormat(
+            "\r\033[K[%s] %5.1fs  %8.1f req/s  ok %lld  errors %lld  p50 %.3f ms  p99 %.3f ms",
+            StepLabel(step_), (now - start_ns_) * 1e-9, interval_completions_ / seconds,
+            static_cast<long long>(result_.ok), static_cast<long long>(result_.failed),
+            interval_.ValueAtPercentile(50) * 1e-6, interval_.ValueAtPercentile(99) * 1e-6);
+        interval_.Reset();
+        interval_completions_ = 0;
+        interval_start = now;
+      }
+      std::fputs(line.c_str(), stderr);  // outside the lock: calls keep completing meanwhile
       std::fflush(stderr);
-      interval_.Reset();
-      interval_completions_ = 0;
-      interval_start = now;
     }
     std::fputs("\r\033[K", stderr);
     std::fflush(stderr);
