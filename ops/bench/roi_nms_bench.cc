@@ -2,8 +2,8 @@
 // (800 x 1216 input: P2 is 200 x 304 with 256 channels; RPN NMS over 5 levels x 1000 proposals;
 // RCNN NMS over up to 1000 RoIs x 80 classes), with a naive RoIAlign loop as the baseline.
 //
-//   build-*/bin/roi_nms_bench [--benchmark_filter=RoiAlign]
-#include <ATen/Parallel.h>
+//   OMP_NUM_THREADS=1 build-*/bin/roi_nms_bench [--benchmark_filter=RoiAlign]
+// (LibTorch defaults to one thread per physical core; OMP_NUM_THREADS sets the number.)
 #include <ATen/ops/empty.h>
 #include <benchmark/benchmark.h>
 
@@ -52,8 +52,9 @@ at::Tensor P2Rois(int64_t count) {
   return rois;
 }
 
-// A straightforward RoIAlign (aligned, adaptive sampling): every output element recomputes its
-// sample positions and reads its four taps, channel after channel. The baseline to beat.
+// A straightforward single-threaded RoIAlign (aligned, adaptive sampling): every output element
+// recomputes its sample positions and reads its four taps, channel after channel. The baseline to
+// beat; compare it with BM_RoiAlign under OMP_NUM_THREADS=1.
 at::Tensor NaiveRoiAlign(const at::Tensor& input, const at::Tensor& rois, float scale,
                          int64_t pooled) {
   const int64_t channels = input.size(1);
@@ -63,46 +64,44 @@ at::Tensor NaiveRoiAlign(const at::Tensor& input, const at::Tensor& rois, float 
   const float* in = input.data_ptr<float>();
   const float* roi_data = rois.data_ptr<float>();
   float* out_data = out.data_ptr<float>();
-  at::parallel_for(0, rois.size(0), 1, [&](int64_t begin, int64_t end) {
-    for (int64_t k = begin; k < end; ++k) {
-      const float* roi = roi_data + k * 5;
-      const float x0 = roi[1] * scale - 0.5f;
-      const float y0 = roi[2] * scale - 0.5f;
-      const float bin_w = (roi[3] * scale - 0.5f - x0) / pooled;
-      const float bin_h = (roi[4] * scale - 0.5f - y0) / pooled;
-      const int grid_w = std::max(1, static_cast<int>(std::ceil(bin_w)));
-      const int grid_h = std::max(1, static_cast<int>(std::ceil(bin_h)));
-      for (int64_t c = 0; c < channels; ++c) {
-        const float* plane = in + (static_cast<int64_t>(roi[0]) * channels + c) * height * width;
-        for (int64_t ph = 0; ph < pooled; ++ph) {
-          for (int64_t pw = 0; pw < pooled; ++pw) {
-            float sum = 0.0f;
-            for (int iy = 0; iy < grid_h; ++iy) {
-              for (int ix = 0; ix < grid_w; ++ix) {
-                float y = y0 + ph * bin_h + (iy + 0.5f) * bin_h / grid_h;
-                float x = x0 + pw * bin_w + (ix + 0.5f) * bin_w / grid_w;
-                if (y < -1.0f || y > height || x < -1.0f || x > width) continue;
-                y = std::max(y, 0.0f);
-                x = std::max(x, 0.0f);
-                int64_t yl = static_cast<int64_t>(y);
-                int64_t xl = static_cast<int64_t>(x);
-                int64_t yh = yl + 1;
-                int64_t xh = xl + 1;
-                if (yl >= height - 1) y = static_cast<float>(yl = yh = height - 1);
-                if (xl >= width - 1) x = static_cast<float>(xl = xh = width - 1);
-                const float ly = y - yl;
-                const float lx = x - xl;
-                sum += (1 - ly) * (1 - lx) * plane[yl * width + xl] +
-                       (1 - ly) * lx * plane[yl * width + xh] +
-                       ly * (1 - lx) * plane[yh * width + xl] + ly * lx * plane[yh * width + xh];
-              }
+  for (int64_t k = 0; k < rois.size(0); ++k) {
+    const float* roi = roi_data + k * 5;
+    const float x0 = roi[1] * scale - 0.5f;
+    const float y0 = roi[2] * scale - 0.5f;
+    const float bin_w = (roi[3] * scale - 0.5f - x0) / pooled;
+    const float bin_h = (roi[4] * scale - 0.5f - y0) / pooled;
+    const int grid_w = std::max(1, static_cast<int>(std::ceil(bin_w)));
+    const int grid_h = std::max(1, static_cast<int>(std::ceil(bin_h)));
+    for (int64_t c = 0; c < channels; ++c) {
+      const float* plane = in + (static_cast<int64_t>(roi[0]) * channels + c) * height * width;
+      for (int64_t ph = 0; ph < pooled; ++ph) {
+        for (int64_t pw = 0; pw < pooled; ++pw) {
+          float sum = 0.0f;
+          for (int iy = 0; iy < grid_h; ++iy) {
+            for (int ix = 0; ix < grid_w; ++ix) {
+              float y = y0 + ph * bin_h + (iy + 0.5f) * bin_h / grid_h;
+              float x = x0 + pw * bin_w + (ix + 0.5f) * bin_w / grid_w;
+              if (y < -1.0f || y > height || x < -1.0f || x > width) continue;
+              y = std::max(y, 0.0f);
+              x = std::max(x, 0.0f);
+              int64_t yl = static_cast<int64_t>(y);
+              int64_t xl = static_cast<int64_t>(x);
+              int64_t yh = yl + 1;
+              int64_t xh = xl + 1;
+              if (yl >= height - 1) y = static_cast<float>(yl = yh = height - 1);
+              if (xl >= width - 1) x = static_cast<float>(xl = xh = width - 1);
+              const float ly = y - yl;
+              const float lx = x - xl;
+              sum += (1 - ly) * (1 - lx) * plane[yl * width + xl] +
+                     (1 - ly) * lx * plane[yl * width + xh] +
+                     ly * (1 - lx) * plane[yh * width + xl] + ly * lx * plane[yh * width + xh];
             }
-            out_data[((k * channels + c) * pooled + ph) * pooled + pw] = sum / (grid_h * grid_w);
           }
+          out_data[((k * channels + c) * pooled + ph) * pooled + pw] = sum / (grid_h * grid_w);
         }
       }
     }
-  });
+  }
   return out;
 }
 

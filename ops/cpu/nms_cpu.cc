@@ -4,9 +4,9 @@
 // structure-of-arrays form with their areas precomputed. The greedy pass keeps the first live box
 // and evaluates its IoU against all later live boxes in one branch-free loop that the compiler
 // vectorises; the survivors are then compacted, so each pass only touches boxes that are still
-// alive and the work shrinks as boxes are suppressed. batched_nms runs one greedy pass per idx,
-// in parallel, both on mmcv's split path (N >= 10000) and whenever it can prove that the single
-// pass mmcv makes below 10000 boxes keeps the same set (see OffsetsSeparateGroups).
+// alive and the work shrinks as boxes are suppressed. batched_nms runs one greedy pass per idx
+// (in parallel on mmcv's split path, N >= 10000), both on that path and whenever it can prove
+// that the single pass mmcv makes below 10000 boxes keeps the same set (OffsetsSeparateGroups).
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
@@ -245,7 +245,10 @@ at::Tensor BatchedNmsCpu(const at::Tensor& boxes, const at::Tensor& scores,
   const int64_t num_groups = static_cast<int64_t>(group_begin.size());
   group_begin.push_back(n);
   std::vector<std::vector<int64_t>> kept(num_groups);
-  at::parallel_for(0, num_groups, 1, [&](int64_t begin, int64_t end) {
+  // Below the split size the whole job takes a few milliseconds: waking an OpenMP team can cost
+  // more than that on a busy machine, so small jobs stay on the calling thread.
+  const int64_t grain = n >= kBatchedNmsSplitThreshold ? 1 : num_groups;
+  at::parallel_for(0, num_groups, grain, [&](int64_t begin, int64_t end) {
     Workspace ws;
     for (int64_t g = begin; g < end; ++g) {
       GreedyNms(box_data, offsets.data(), order.data() + group_begin[g],

@@ -221,7 +221,10 @@ at::Tensor RoiAlignCpu(const at::Tensor& input, const at::Tensor& rois, double s
   float* out_data = output.data_ptr<float>();
   const float scale = static_cast<float>(spatial_scale);
   const int64_t out_stride = channels * pooled_height * pooled_width;
-  at::parallel_for(0, num_rois, 1, [&](int64_t begin, int64_t end) {
+  // A RoI costs tens of microseconds: with fewer than kMinRoisPerThread per thread an OpenMP team
+  // costs more than it saves on a busy machine.
+  constexpr int64_t kMinRoisPerThread = 16;
+  at::parallel_for(0, num_rois, kMinRoisPerThread, [&](int64_t begin, int64_t end) {
     Scratch scratch;
     for (int64_t k = begin; k < end; ++k) {
       const float* roi = roi_data + k * 5;
