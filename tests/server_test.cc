@@ -234,15 +234,14 @@ std::unique_ptr<grpc::ClientContext> Context(
   return context;
 }
 
-// A VisionServer on 127.0.0.1:0 with its own metrics and, unless told otherwise, a FakeEngine
-// attached. The metrics are served over HTTP on a free port only when `serve_metrics` is set
-// (stopping prometheus-cpp's HTTP server takes up to 2 s); otherwise Scrape() reads them directly.
+// A VisionServer on 127.0.0.1:0 with its own metrics (served on a free port) and, unless told
+// otherwise, a FakeEngine attached.
 class TestServer {
  public:
   explicit TestServer(FakeEngineOptions engine_options = {}, ServerOptions options = {},
-                      bool attach = true, bool serve_metrics = false) {
+                      bool attach = true) {
     Metrics::Options metrics_options;
-    metrics_options.port = serve_metrics ? 0 : -1;
+    metrics_options.port = 0;
     metrics_options.bind_address = "127.0.0.1";
     metrics_ = *Metrics::Create(metrics_options);
     options.listen_address = "127.0.0.1:0";
@@ -281,8 +280,7 @@ class TestServer {
   }
 
   std::map<std::string, double> Scrape() {
-    return ParseExposition(metrics_->port() > 0 ? HttpGet(metrics_->port(), "/metrics")
-                                                : metrics_->Serialize());
+    return ParseExposition(HttpGet(metrics_->port(), "/metrics"));
   }
 
   // Polls the metrics endpoint until `key` reaches `value`; returns the last value seen.
@@ -529,6 +527,8 @@ TEST(ServerTest, BadInputsGetAClearStatusAndTheServerKeepsServing) {
   pb::Image huge_tensor = Rgb8Tensor(SolidImage(10, 10, {1, 2, 3}));
   huge_tensor.mutable_tensor()->set_shape(0, int64_t{1} << 40);
   huge_tensor.mutable_tensor()->set_shape(1, int64_t{1} << 40);
+  pb::Image many_dims = Rgb8Tensor(SolidImage(10, 10, {1, 2, 3}));
+  for (int i = 0; i < 100000; ++i) many_dims.mutable_tensor()->add_shape(1);
   pb::Image unspecified_tensor = Rgb8Tensor(SolidImage(10, 10, {1, 2, 3}));
   unspecified_tensor.mutable_tensor()->set_format(pb::RawTensor::FORMAT_UNSPECIFIED);
   pb::Image unknown_format = unspecified_tensor;
@@ -595,6 +595,8 @@ TEST(ServerTest, BadInputsGetAClearStatusAndTheServerKeepsServing) {
        "image.tensor.shape must be [height, width, 3] for UINT8_HWC_RGB, got [10, 10]"},
       {"tensor negative shape", [&] { return classify_image(negative_tensor); },
        C::INVALID_ARGUMENT, "image.tensor.shape must be positive, got [-10, 10, 3]"},
+      {"tensor of 100003 dimensions", [&] { return classify_image(many_dims); },
+       C::INVALID_ARGUMENT, "got [10, 10, 3, 1, 1, 1, 1, 1, ...] (100003 dimensions)"},
       {"tensor huge shape", [&] { return classify_image(huge_tensor); }, C::INVALID_ARGUMENT,
        "more than 2^63 pixels"},
       {"tensor format unspecified", [&] { return classify_image(unspecified_tensor); },
@@ -659,7 +661,7 @@ TEST(ServerTest, BadInputsGetAClearStatusAndTheServerKeepsServing) {
                   .ok());
 
   // Unknown or invalid names never become label values.
-  const std::string text = server.metrics().Serialize();
+  const std::string text = HttpGet(server.metrics().port(), "/metrics");
   EXPECT_THAT(text, Not(HasSubstr("nope")));
   EXPECT_THAT(text, Not(HasSubstr("a/b")));
   const auto samples = ParseExposition(text);
@@ -958,7 +960,7 @@ TEST(ServerTest, ReflectionListsTheServices) {
 // ---- metrics ---------------------------------------------------------------------------------
 
 TEST(ServerTest, MetricsEndpointCountsEveryCall) {
-  TestServer server({}, {}, /*attach=*/true, /*serve_metrics=*/true);
+  TestServer server;
   const pb::Image image = Rgb8Tensor(SolidImage(8, 8, {5, 5, 5}));
   pb::ClassifyResponse classify;
   for (int i = 0; i < 5; ++i) {

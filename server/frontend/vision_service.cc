@@ -135,6 +135,14 @@ void FillSegment(const SegmentResult& result, pb::SegmentResponse* response) {
   }
 }
 
+// Formats a client-supplied tensor shape for an error message, at most 8 dimensions of it.
+std::string ShapeText(const google::protobuf::RepeatedField<int64_t>& shape) {
+  constexpr int kMaxShown = 8;
+  if (shape.size() <= kMaxShown) return absl::StrCat("[", absl::StrJoin(shape, ", "), "]");
+  return absl::StrCat("[", absl::StrJoin(shape.begin(), shape.begin() + kMaxShown, ", "),
+                      ", ...] (", shape.size(), " dimensions)");
+}
+
 absl::Time DeadlineOf(const grpc::CallbackServerContext& context) {
   const std::chrono::system_clock::time_point deadline = context.deadline();
   if (deadline == std::chrono::system_clock::time_point::max()) return absl::InfiniteFuture();
@@ -172,9 +180,6 @@ class VisionService::Call {
         reactor_(new Reactor(service)),
         method_(std::move(method)),
         start_(absl::Now()) {}
-
-  grpc::CallbackServerContext* context() const { return context_; }
-  const std::string& method() const { return method_; }
 
   // Sets the model label of the metrics (a served model's name).
   void set_model(const std::string& model) { model_ = model; }
@@ -246,8 +251,7 @@ void VisionService::StartDrain() { draining_.store(true); }
 
 bool VisionService::WaitForCalls(absl::Time deadline) {
   absl::MutexLock lock(&calls_mu_);
-  auto none_active = [this]()
-                         ABSL_EXCLUSIVE_LOCKS_REQUIRED(calls_mu_) { return active_calls_ == 0; };
+  auto none_active = [this] { return active_calls_ == 0; };
   return calls_mu_.AwaitWithDeadline(absl::Condition(&none_active), deadline);
 }
 
@@ -309,12 +313,13 @@ absl::StatusOr<ImageInput> VisionService::ToImageInput(const pb::Image& image,
     case pb::Image::kTensor: {
       const pb::RawTensor& tensor = image.tensor();
       const auto& shape = tensor.shape();
-      const std::string shape_text = absl::StrCat("[", absl::StrJoin(shape, ", "), "]");
+      auto shape_text = [&shape] { return ShapeText(shape); };
       int64_t height = 0, width = 0, element_bytes = 0;
       if (tensor.format() == pb::RawTensor::UINT8_HWC_RGB) {
         if (shape.size() != 3 || shape[2] != 3) {
-          return absl::InvalidArgumentError(absl::StrCat(
-              "image.tensor.shape must be [height, width, 3] for UINT8_HWC_RGB, got ", shape_text));
+          return absl::InvalidArgumentError(
+              absl::StrCat("image.tensor.shape must be [height, width, 3] for UINT8_HWC_RGB, got ",
+                           shape_text()));
         }
         height = shape[0];
         width = shape[1];
@@ -323,7 +328,7 @@ absl::StatusOr<ImageInput> VisionService::ToImageInput(const pb::Image& image,
       } else if (tensor.format() == pb::RawTensor::FLOAT32_CHW) {
         if (shape.size() != 3 || shape[0] != 3) {
           return absl::InvalidArgumentError(absl::StrCat(
-              "image.tensor.shape must be [3, height, width] for FLOAT32_CHW, got ", shape_text));
+              "image.tensor.shape must be [3, height, width] for FLOAT32_CHW, got ", shape_text()));
         }
         height = shape[1];
         width = shape[2];
@@ -333,7 +338,7 @@ absl::StatusOr<ImageInput> VisionService::ToImageInput(const pb::Image& image,
             (height != model.input_height || width != model.input_width)) {
           return absl::InvalidArgumentError(absl::StrCat(
               "image.tensor.shape must be [3, ", model.input_height, ", ", model.input_width,
-              "] for model ", model.name, " (its input size), got ", shape_text));
+              "] for model ", model.name, " (its input size), got ", shape_text()));
         }
       } else {
         return absl::InvalidArgumentError(
@@ -344,14 +349,14 @@ absl::StatusOr<ImageInput> VisionService::ToImageInput(const pb::Image& image,
       }
       if (height < 1 || width < 1) {
         return absl::InvalidArgumentError(
-            absl::StrCat("image.tensor.shape must be positive, got ", shape_text));
+            absl::StrCat("image.tensor.shape must be positive, got ", shape_text()));
       }
       if (absl::Status size = CheckImageSize(width, height, limits_); !size.ok()) return size;
       // Both sides are within the limits here, so the product cannot overflow.
       const int64_t expected = height * width * 3 * element_bytes;
       if (static_cast<int64_t>(tensor.data().size()) != expected) {
         return absl::InvalidArgumentError(absl::StrCat(
-            "image.tensor.data has ", tensor.data().size(), " bytes, shape ", shape_text, " of ",
+            "image.tensor.data has ", tensor.data().size(), " bytes, shape ", shape_text(), " of ",
             element_bytes == 1 ? "uint8" : "float32", " needs ", expected));
       }
       input.bytes = tensor.data();

@@ -1,4 +1,5 @@
-// Prometheus metrics of the server (prometheus-cpp pull exposer serving /metrics).
+// Prometheus metrics of the server: prometheus-cpp instruments, served as text exposition on
+// GET /metrics by a small HTTP endpoint of our own (server/metrics/http_endpoint.h).
 //
 // Names are in base units with unit suffixes, counters end in _total, labels are bounded
 // (model, method, code, device). Histograms, not summaries, so fleets can be aggregated.
