@@ -46,7 +46,8 @@ std::unique_ptr<Metrics> MakeMetrics(int port = -1) {
 }
 
 // Fetches http://127.0.0.1:port/metrics with a plain HTTP/1.0 request.
-std::string HttpGet(int port, const std::string& path) {
+// Sends "METHOD path HTTP/1.0" to 127.0.0.1:port and returns the whole response.
+std::string HttpRequest(int port, const std::string& method, const std::string& path) {
   const int fd = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
@@ -56,7 +57,7 @@ std::string HttpGet(int port, const std::string& path) {
     close(fd);
     return "";
   }
-  const std::string request = absl::StrCat("GET ", path, " HTTP/1.0\r\n\r\n");
+  const std::string request = absl::StrCat(method, " ", path, " HTTP/1.0\r\n\r\n");
   EXPECT_EQ(write(fd, request.data(), request.size()), static_cast<ssize_t>(request.size()));
   std::string response;
   char buffer[4096];
@@ -65,6 +66,8 @@ std::string HttpGet(int port, const std::string& path) {
   close(fd);
   return response;
 }
+
+std::string HttpGet(int port, const std::string& path) { return HttpRequest(port, "GET", path); }
 
 TEST(MetricsTest, CountsRequestsByModelMethodAndCode) {
   std::unique_ptr<Metrics> metrics = MakeMetrics();
@@ -163,9 +166,25 @@ TEST(MetricsTest, ServesTheExpositionOverHttp) {
   metrics->ObserveRequest("m", "GetModel", "OK", absl::Milliseconds(1));
   const std::string response = HttpGet(metrics->port(), "/metrics");
   EXPECT_THAT(response, HasSubstr("200 OK"));
-  EXPECT_THAT(response, HasSubstr(R"(iis_requests_total{code="OK",method="GetModel",model="m"} 1)"));
+  EXPECT_THAT(response,
+              HasSubstr(R"(iis_requests_total{code="OK",method="GetModel",model="m"} 1)"));
   EXPECT_THAT(response, HasSubstr("# TYPE iis_request_duration_seconds histogram"));
   EXPECT_THAT(response, HasSubstr("process_resident_memory_bytes"));
+}
+
+TEST(MetricsTest, EndpointAnswersOtherPathsAndMethodsSensibly) {
+  std::unique_ptr<Metrics> metrics = MakeMetrics(0);
+  ASSERT_NE(metrics, nullptr);
+  EXPECT_THAT(HttpGet(metrics->port(), "/"), HasSubstr("200 OK"));
+  EXPECT_THAT(HttpGet(metrics->port(), "/metrics?x=1"), HasSubstr("process_cpu_seconds_total"));
+  EXPECT_THAT(HttpGet(metrics->port(), "/other"), HasSubstr("404"));
+  EXPECT_THAT(HttpRequest(metrics->port(), "POST", "/metrics"), HasSubstr("405"));
+  const std::string head = HttpRequest(metrics->port(), "HEAD", "/metrics");
+  EXPECT_THAT(head, HasSubstr("200 OK"));
+  EXPECT_THAT(head, Not(HasSubstr("process_cpu_seconds_total")));
+  EXPECT_THAT(HttpRequest(metrics->port(), std::string(20000, 'G'), "/"), HasSubstr("431"));
+  // Still serving after all that.
+  EXPECT_THAT(HttpGet(metrics->port(), "/metrics"), HasSubstr("200 OK"));
 }
 
 TEST(MetricsTest, RefusesABusyPortAndBadOptions) {
