@@ -439,7 +439,9 @@ TEST(ServerTest, SegmentAnswersALabelMapOfTheOriginalSize) {
   for (int i = 0, x = 0; i < 4; x += widths[i], ++i) {
     image.rgb(cv::Rect(x, 0, widths[i], 25)).setTo(cv::Scalar(greys[i], greys[i], greys[i]));
   }
-  for (const Input& input : AllInputs(image)) {
+  std::vector<Input> inputs = AllInputs(image);
+  inputs.push_back({"float32_chw", Float32ChwTensor(image), true});
+  for (const Input& input : inputs) {
     SCOPED_TRACE(input.name);
     pb::SegmentRequest request;
     *request.mutable_image() = input.image;
