@@ -194,6 +194,25 @@ TEST(LoadRunnerTest, OpenLoopSendsAtTheRequestedRate) {
   EXPECT_EQ(server.vision.classify_calls.load(), constant.sent + poisson.sent);
 }
 
+TEST(LoadRunnerTest, HighOpenLoopRatesSendEveryArrivalOnce) {
+  // At this rate several threads share the sending; every arrival is still sent exactly once.
+  TestServer server;
+  const Workload workload = ClassifyWorkload();
+  RunOptions options;
+  options.duration = absl::Milliseconds(400);
+  options.arrivals = ArrivalProcess::kConstant;
+  LoadRunner runner({Endpoint{Connect(server.target), 0}}, 1, workload, options);
+  const StepResult result = runner.Run(LoadStep{0, 5000});
+  EXPECT_EQ(result.sent, 2000);
+  EXPECT_EQ(result.ok, 2000);
+  EXPECT_EQ(server.vision.classify_calls.load(), 2000);
+
+  options.duration = absl::ZeroDuration();
+  options.requests = 777;
+  LoadRunner budget_runner({Endpoint{Connect(server.target), 0}}, 1, workload, options);
+  EXPECT_EQ(budget_runner.Run(LoadStep{0, 5000}).ok, 777);
+}
+
 TEST(LoadRunnerTest, OpenLoopLatencyIncludesTimeWaitingToBeSent) {
   // One call at a time against a 20 ms server, offered 100 calls/s: each call waits for the one
   // before it, so latency from the intended send time grows far beyond the 20 ms service time.
