@@ -7,9 +7,9 @@
 // *intended* send time, so any delay in the generator itself (a late wake-up, the
 // --max-outstanding cap) shows in the figures instead of being hidden.
 //
-// Calls use gRPC's callback API on pre-serialized requests (grpc::GenericStub), so one thread
-// schedules and gRPC's own threads complete; the process sustains tens of thousands of calls per
-// second. Calls rotate over the channels (one or more per --target), which spreads a run over a
+// Calls use gRPC's callback API on pre-serialized requests (grpc::GenericStub): the open loop's
+// sender thread(s) only start calls and gRPC's own threads complete them (and, in the closed
+// loop, start the next), so one process sustains tens of thousands of calls per second. Calls rotate over the channels (one or more per --target), which spreads a run over a
 // fleet; each channel may itself balance over the addresses its name resolves to.
 //
 // Every step stops by itself: at the end of its duration or after its request budget, after which
