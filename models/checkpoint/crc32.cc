@@ -7,14 +7,14 @@ namespace iis::checkpoint {
 namespace {
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
-#error "Crc32's slicing-by-8 loop reads words as little endian"
+#error "Crc32's slicing-by-16 loop reads words as little endian"
 #endif
 
-constexpr int kSlices = 8;
+constexpr int kSlices = 16;
 using Tables = std::array<std::array<uint32_t, 256>, kSlices>;
 
 // tables[0] is the classic byte-at-a-time table; tables[k][b] is the CRC of byte b followed by k
-// zero bytes, which lets the main loop fold eight bytes per step.
+// zero bytes, which lets the main loop fold sixteen bytes per step (16 KiB of tables, L1-sized).
 constexpr Tables MakeTables() {
   Tables tables{};
   for (uint32_t byte = 0; byte < 256; ++byte) {
@@ -38,17 +38,18 @@ constexpr Tables kTables = MakeTables();
 uint32_t Crc32(const void* data, size_t size, uint32_t crc) {
   const auto* p = static_cast<const unsigned char*>(data);
   crc = ~crc;
-  while (size >= 8) {
-    uint32_t low = 0;
-    uint32_t high = 0;
-    std::memcpy(&low, p, 4);
-    std::memcpy(&high, p + 4, 4);
-    low ^= crc;
-    crc = kTables[7][low & 0xFF] ^ kTables[6][(low >> 8) & 0xFF] ^ kTables[5][(low >> 16) & 0xFF] ^
-          kTables[4][low >> 24] ^ kTables[3][high & 0xFF] ^ kTables[2][(high >> 8) & 0xFF] ^
-          kTables[1][(high >> 16) & 0xFF] ^ kTables[0][high >> 24];
-    p += 8;
-    size -= 8;
+  while (size >= 16) {
+    uint32_t words[4];
+    std::memcpy(words, p, 16);
+    words[0] ^= crc;
+    crc = 0;
+    for (int w = 0; w < 4; ++w) {
+      const int slice = 15 - 4 * w;
+      crc ^= kTables[slice][words[w] & 0xFF] ^ kTables[slice - 1][(words[w] >> 8) & 0xFF] ^
+             kTables[slice - 2][(words[w] >> 16) & 0xFF] ^ kTables[slice - 3][words[w] >> 24];
+    }
+    p += 16;
+    size -= 16;
   }
   while (size-- > 0) crc = (crc >> 8) ^ kTables[0][(crc ^ *p++) & 0xFF];
   return ~crc;

@@ -901,7 +901,6 @@ class Unpickler {
 int64_t StorageRef::nbytes() const { return numel * static_cast<int64_t>(c10::elementSize(dtype)); }
 
 const PickleValue* PickleValue::Find(std::string_view key) const {
-  if (kind != Kind::kDict) return nullptr;
   for (const auto& [name, value] : entries) {
     if (name->kind == Kind::kString && name->text == key) return value;
   }

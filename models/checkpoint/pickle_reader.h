@@ -66,8 +66,9 @@ struct PickleValue {
 
   explicit PickleValue(Kind k) : kind(k) {}
 
-  // Returns the value stored under the string key `key` of a dict, or nullptr if there is none or
-  // this is not a dict. Linear in the number of entries.
+  // Returns the value stored under the string key `key` of a dict or of a dict-like placeholder
+  // (a dict subclass such as yacs's CfgNode keeps its items in `entries`), or nullptr if there is
+  // none. Linear in the number of entries.
   const PickleValue* Find(std::string_view key) const;
 
   // Returns a short description for error messages: "int", "str", "dict",

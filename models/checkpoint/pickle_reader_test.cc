@@ -291,12 +291,23 @@ TEST_F(PickleFixtureTest, ReadsTheMetadataOfAClassificationCheckpoint) {
   EXPECT_EQ(root.Find("slice")->Describe(), "'__builtin__.slice' object");
   EXPECT_EQ(root.Find("frozen")->Describe(), "'__builtin__.frozenset' object");
 
+  // The official files' yacs CfgNode: a dict subclass, NEWOBJ + SETITEMS + BUILD.
   const PickleValue* config = root.Find("config");
   ASSERT_EQ(config->kind, Kind::kObject);
-  EXPECT_EQ(config->text, "argparse.Namespace");
+  EXPECT_EQ(config->text, "yacs.config.CfgNode");
+  const PickleValue* model = config->Find("MODEL");
+  ASSERT_NE(model, nullptr);
+  EXPECT_EQ(model->Find("TYPE")->text, "intern_image");
+  EXPECT_EQ(model->Find("NUM_CLASSES")->integer, 1000);
   ASSERT_NE(config->state, nullptr);
-  EXPECT_EQ(config->state->Find("model")->text, "internimage_t");
-  EXPECT_EQ(config->state->Find("drop_path")->real, 0.1);
+  EXPECT_FALSE(config->state->Find("__immutable__")->boolean);
+
+  const PickleValue* args = root.Find("args");
+  ASSERT_EQ(args->kind, Kind::kObject);
+  EXPECT_EQ(args->text, "argparse.Namespace");
+  ASSERT_NE(args->state, nullptr);
+  EXPECT_EQ(args->state->Find("model")->text, "internimage_t");
+  EXPECT_EQ(args->state->Find("drop_path")->real, 0.1);
 
   const PickleValue* numpy = root.Find("numpy");
   EXPECT_EQ(numpy->Find("acc")->text, "numpy.core.multiarray.scalar");

@@ -6,7 +6,7 @@
 
 #include <ATen/ATen.h>
 #include <c10/util/StringUtil.h>
-#include <torch/csrc/autograd/grad_mode.h>
+#include <torch/utils.h>
 
 #include "models/checkpoint/checkpoint_error.h"
 #include "models/checkpoint/read_only_file.h"
@@ -175,8 +175,8 @@ enum class DtypeKind { kFloating, kInteger, kBool, kOther };
 
 DtypeKind KindOf(at::ScalarType dtype) {
   if (dtype == at::kBool) return DtypeKind::kBool;
-  if (at::isFloatingType(dtype)) return DtypeKind::kFloating;
-  if (at::isIntegralType(dtype, /*includeBool=*/false)) return DtypeKind::kInteger;
+  if (c10::isFloatingType(dtype)) return DtypeKind::kFloating;
+  if (c10::isIntegralType(dtype, /*includeBool=*/false)) return DtypeKind::kInteger;
   return DtypeKind::kOther;
 }
 

@@ -120,6 +120,29 @@ class Reduce:
         return (self.function, self.args)
 
 
+def yacs_like_config():
+    """A config pickled exactly as a yacs.config.CfgNode is (a dict subclass with attributes),
+    which is what the official classification checkpoints store under 'config'. yacs is not
+    installed here, so a stand-in class is registered under that module name."""
+    import types
+
+    class CfgNode(dict):
+        def __init__(self, values=None):
+            super().__init__(values or {})
+            self.__dict__["__immutable__"] = False
+            self.__dict__["__deprecated_keys__"] = set()
+
+    CfgNode.__module__ = "yacs.config"
+    CfgNode.__qualname__ = "CfgNode"
+    if "yacs.config" not in sys.modules:
+        sys.modules["yacs"] = types.ModuleType("yacs")
+        sys.modules["yacs.config"] = types.ModuleType("yacs.config")
+        sys.modules["yacs.config"].CfgNode = CfgNode
+    node = sys.modules["yacs.config"].CfgNode
+    return node({"MODEL": node({"TYPE": "intern_image", "NUM_CLASSES": 1000}),
+                 "DATA": node({"IMG_SIZE": 224})})
+
+
 def optimizer_state(state):
     names = [n for n, t in state.items() if t.is_floating_point()][:3]
     return {
@@ -285,15 +308,16 @@ def main():
     state = full_state_dict()
     model_state = tiny_model().state_dict()
 
-    # Official classification layout: weights under 'model' beside training state and a config
-    # object (yacs is not installed here; argparse.Namespace takes the CfgNode's place).
+    # Official classification layout: weights under 'model' beside training state, the yacs
+    # config and other objects that real training scripts leave in checkpoints.
     classification = {
         "model": state,
         "optimizer": optimizer_state(state),
         "lr_scheduler": {"last_epoch": 3, "_step_count": 4},
         "max_accuracy": 81.25,
         "epoch": 3,
-        "config": argparse.Namespace(model="internimage_t", drop_path=0.1, tags={"a", "b"}),
+        "config": yacs_like_config(),
+        "args": argparse.Namespace(model="internimage_t", drop_path=0.1, tags={"a", "b"}),
         "numpy": {"acc": np.float64(0.5), "array": np.arange(6).reshape(2, 3),
                   "dtype": np.dtype("float32")},
         "text": "ünïcødé ✓",
