@@ -3,11 +3,8 @@
 // (RunServer: signals, drain, exit codes, port files).
 #include "server/frontend/server.h"
 
-#include <arpa/inet.h>
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <signal.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -26,9 +23,7 @@
 #include <thread>
 #include <vector>
 
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
@@ -47,6 +42,7 @@
 #include "opencv2/imgproc.hpp"
 #include "server/metrics/metrics.h"
 #include "tests/fake_engine.h"
+#include "tests/metrics_scrape.h"
 
 namespace iis {
 namespace {
@@ -180,49 +176,10 @@ cv::Mat DecodeRle(const pb::Rle& rle) {
 
 // ---- metrics text ----------------------------------------------------------------------------
 
-std::map<std::string, double> ParseExposition(const std::string& text) {
-  std::map<std::string, double> samples;
-  for (absl::string_view line : absl::StrSplit(text, '\n')) {
-    if (line.empty() || line[0] == '#') continue;
-    const size_t space = line.rfind(' ');
-    if (space == absl::string_view::npos) continue;
-    double value = 0;
-    if (absl::SimpleAtod(line.substr(space + 1), &value)) {
-      samples[std::string(line.substr(0, space))] = value;
-    }
-  }
-  return samples;
-}
-
-double Sample(const std::map<std::string, double>& samples, const std::string& key) {
-  auto it = samples.find(key);
-  return it == samples.end() ? 0 : it->second;
-}
-
 std::string RequestsKey(const std::string& model, const std::string& method,
                         const std::string& code) {
   return absl::StrCat("iis_requests_total{code=\"", code, "\",method=\"", method, "\",model=\"",
                       model, "\"}");
-}
-
-// GET http://127.0.0.1:port/path over a plain socket; returns "" when nothing answers.
-std::string HttpGet(int port, const std::string& path) {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(port);
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  std::string response;
-  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0) {
-    const std::string request = absl::StrCat("GET ", path, " HTTP/1.0\r\n\r\n");
-    if (write(fd, request.data(), request.size()) == static_cast<ssize_t>(request.size())) {
-      char buffer[4096];
-      ssize_t n;
-      while ((n = read(fd, buffer, sizeof(buffer))) > 0) response.append(buffer, n);
-    }
-  }
-  close(fd);
-  return response;
 }
 
 // ---- the server under test -------------------------------------------------------------------
@@ -287,7 +244,7 @@ class TestServer {
   double WaitForSample(const std::string& key, double value) {
     double seen = 0;
     for (int i = 0; i < 500; ++i) {
-      seen = Sample(Scrape(), key);
+      seen = SampleOrZero(Scrape(), key);
       if (seen == value) break;
       absl::SleepFor(absl::Milliseconds(10));
     }
@@ -667,9 +624,9 @@ TEST(ServerTest, BadInputsGetAClearStatusAndTheServerKeepsServing) {
   EXPECT_THAT(text, Not(HasSubstr("nope")));
   EXPECT_THAT(text, Not(HasSubstr("a/b")));
   const auto samples = ParseExposition(text);
-  EXPECT_EQ(Sample(samples, RequestsKey("", "Classify", "NOT_FOUND")), 1);
-  EXPECT_EQ(Sample(samples, RequestsKey("", "GetModel", "NOT_FOUND")), 1);
-  EXPECT_EQ(Sample(samples, RequestsKey("fake_detector", "Classify", "INVALID_ARGUMENT")), 1);
+  EXPECT_EQ(SampleOrZero(samples, RequestsKey("", "Classify", "NOT_FOUND")), 1);
+  EXPECT_EQ(SampleOrZero(samples, RequestsKey("", "GetModel", "NOT_FOUND")), 1);
+  EXPECT_EQ(SampleOrZero(samples, RequestsKey("fake_detector", "Classify", "INVALID_ARGUMENT")), 1);
 }
 
 TEST(ServerTest, MessagesOverTheLimitAreRefusedByGrpc) {
@@ -712,8 +669,8 @@ TEST(ServerTest, DeadlineReachesTheEngineAndExpiresWhileQueued) {
   // or the client's cancellation first is a race, so either code is right.
   auto answered = [&server] {
     const auto samples = server.Scrape();
-    return Sample(samples, RequestsKey("fake_classifier", "Classify", "DEADLINE_EXCEEDED")) +
-           Sample(samples, RequestsKey("fake_classifier", "Classify", "CANCELLED"));
+    return SampleOrZero(samples, RequestsKey("fake_classifier", "Classify", "DEADLINE_EXCEEDED")) +
+           SampleOrZero(samples, RequestsKey("fake_classifier", "Classify", "CANCELLED"));
   };
   for (int i = 0; i < 500 && answered() == 0; ++i) absl::SleepFor(absl::Milliseconds(10));
   EXPECT_EQ(answered(), 1);
@@ -776,8 +733,8 @@ TEST(ServerTest, ConcurrentCallsAreAllAnsweredAndCounted) {
     EXPECT_EQ(calls[i]->response.classes(0).label(), expected[i % 3]);
   }
   const auto samples = server.Scrape();
-  EXPECT_EQ(Sample(samples, RequestsKey("fake_classifier", "Classify", "OK")), kCalls);
-  EXPECT_EQ(Sample(samples, "iis_inflight_requests{method=\"Classify\",model=\"fake_classifier\"}"),
+  EXPECT_EQ(SampleOrZero(samples, RequestsKey("fake_classifier", "Classify", "OK")), kCalls);
+  EXPECT_EQ(SampleOrZero(samples, "iis_inflight_requests{method=\"Classify\",model=\"fake_classifier\"}"),
             0);
 }
 
@@ -982,19 +939,19 @@ TEST(ServerTest, MetricsEndpointCountsEveryCall) {
   const std::string response = HttpGet(server.metrics().port(), "/metrics");
   ASSERT_THAT(response, HasSubstr("200 OK"));
   const auto s = ParseExposition(response);
-  EXPECT_EQ(Sample(s, RequestsKey("fake_classifier", "Classify", "OK")), 5);
-  EXPECT_EQ(Sample(s, RequestsKey("fake_classifier", "Classify", "INVALID_ARGUMENT")), 2);
-  EXPECT_EQ(Sample(s, RequestsKey("fake_detector", "Detect", "OK")), 1);
-  EXPECT_EQ(Sample(s, RequestsKey("", "ListModels", "OK")), 1);
+  EXPECT_EQ(SampleOrZero(s, RequestsKey("fake_classifier", "Classify", "OK")), 5);
+  EXPECT_EQ(SampleOrZero(s, RequestsKey("fake_classifier", "Classify", "INVALID_ARGUMENT")), 2);
+  EXPECT_EQ(SampleOrZero(s, RequestsKey("fake_detector", "Detect", "OK")), 1);
+  EXPECT_EQ(SampleOrZero(s, RequestsKey("", "ListModels", "OK")), 1);
   EXPECT_EQ(
-      Sample(s,
+      SampleOrZero(s,
              "iis_request_duration_seconds_count{method=\"Classify\",model=\"fake_classifier\"}"),
       7);
   // The engine's stage instruments (recorded by the fake engine through the same Metrics).
-  EXPECT_EQ(Sample(s, "iis_queue_duration_seconds_count{model=\"fake_classifier\"}"), 5);
-  EXPECT_EQ(Sample(s, "iis_batch_size_count{model=\"fake_classifier\"}"), 5);
-  EXPECT_EQ(Sample(s, "iis_queue_depth{model=\"fake_classifier\"}"), 0);
-  EXPECT_GT(Sample(s, "process_resident_memory_bytes"), 0);
+  EXPECT_EQ(SampleOrZero(s, "iis_queue_duration_seconds_count{model=\"fake_classifier\"}"), 5);
+  EXPECT_EQ(SampleOrZero(s, "iis_batch_size_count{model=\"fake_classifier\"}"), 5);
+  EXPECT_EQ(SampleOrZero(s, "iis_queue_depth{model=\"fake_classifier\"}"), 0);
+  EXPECT_GT(SampleOrZero(s, "process_resident_memory_bytes"), 0);
 }
 
 // ---- TLS -------------------------------------------------------------------------------------
@@ -1215,7 +1172,7 @@ TEST(FakeVisionServerProcessTest, ServesUntilSigtermThenDrainsAndExitsZero) {
     const std::string inflight =
         "iis_inflight_requests{method=\"Classify\",model=\"fake_classifier\"}";
     for (int i = 0; i < 500; ++i) {
-      if (Sample(ParseExposition(HttpGet(metrics_port, "/metrics")), inflight) == 1) break;
+      if (SampleOrZero(ParseExposition(HttpGet(metrics_port, "/metrics")), inflight) == 1) break;
       absl::SleepFor(absl::Milliseconds(5));
     }
     server.Signal(SIGTERM);

@@ -1,40 +1,20 @@
 #include "server/metrics/metrics.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
-#include <cstdlib>
 #include <map>
 #include <string>
 #include <thread>
 #include <vector>
 
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/metrics_scrape.h"
 
 namespace iis {
 namespace {
 
 using ::testing::HasSubstr;
 using ::testing::Not;
-
-// Parses the exposition text into {"name{labels}" -> value}.
-std::map<std::string, double> ParseExposition(const std::string& text) {
-  std::map<std::string, double> samples;
-  for (absl::string_view line : absl::StrSplit(text, '\n')) {
-    if (line.empty() || line[0] == '#') continue;
-    const size_t space = line.rfind(' ');
-    double value = 0;
-    EXPECT_TRUE(absl::SimpleAtod(line.substr(space + 1), &value)) << line;
-    samples[std::string(line.substr(0, space))] = value;
-  }
-  return samples;
-}
 
 std::unique_ptr<Metrics> MakeMetrics(int port = -1) {
   Metrics::Options options;
@@ -44,30 +24,6 @@ std::unique_ptr<Metrics> MakeMetrics(int port = -1) {
   EXPECT_TRUE(metrics.ok()) << metrics.status();
   return metrics.ok() ? *std::move(metrics) : nullptr;
 }
-
-// Fetches http://127.0.0.1:port/metrics with a plain HTTP/1.0 request.
-// Sends "METHOD path HTTP/1.0" to 127.0.0.1:port and returns the whole response.
-std::string HttpRequest(int port, const std::string& method, const std::string& path) {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(port);
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-    close(fd);
-    return "";
-  }
-  const std::string request = absl::StrCat(method, " ", path, " HTTP/1.0\r\n\r\n");
-  EXPECT_EQ(write(fd, request.data(), request.size()), static_cast<ssize_t>(request.size()));
-  std::string response;
-  char buffer[4096];
-  ssize_t n;
-  while ((n = read(fd, buffer, sizeof(buffer))) > 0) response.append(buffer, n);
-  close(fd);
-  return response;
-}
-
-std::string HttpGet(int port, const std::string& path) { return HttpRequest(port, "GET", path); }
 
 TEST(MetricsTest, CountsRequestsByModelMethodAndCode) {
   std::unique_ptr<Metrics> metrics = MakeMetrics();
