@@ -22,7 +22,6 @@
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "grpcpp/client_context.h"
 #include "internimage/serving/v1/vision.grpc.pb.h"
-#include "opencv2/imgcodecs.hpp"
 
 namespace iis::client {
 namespace {
@@ -116,25 +115,12 @@ std::string SegmentTable(const std::string& file, const pb::SegmentResponse& res
                       FormatTable(rows, {true, true, true, false}, "  "));
 }
 
-const char* TaskWord(pb::Task task) {
-  switch (task) {
-    case pb::TASK_CLASSIFICATION:
-      return "classification";
-    case pb::TASK_DETECTION:
-      return "detection";
-    case pb::TASK_SEGMENTATION:
-      return "segmentation";
-    default:
-      return "unspecified";
-  }
-}
-
 std::string ModelsTable(const pb::ListModelsResponse& response) {
   std::vector<std::vector<std::string>> rows = {{"name", "task", "default", "version",
                                                  "architecture", "input", "classes", "devices",
                                                  "precision", "max batch", "weights"}};
   for (const pb::ModelInfo& m : response.models()) {
-    rows.push_back({m.name(), TaskWord(m.task()), m.is_default() ? "yes" : "",
+    rows.push_back({m.name(), std::string(ProtoTaskName(m.task())), m.is_default() ? "yes" : "",
                     m.version(), m.architecture(),
                     absl::StrCat(m.input_width(), "x", m.input_height()),
                     absl::StrCat(m.class_names_size()), absl::StrJoin(m.devices(), ","),
@@ -300,15 +286,6 @@ absl::StatusOr<cv::Mat> Draw(const CliConfig& config, const cv::Mat& image,
     default:
       return DrawClassification(image, static_cast<const pb::ClassifyResponse&>(*answer.response));
   }
-}
-
-absl::Status WritePng(const std::string& path, const cv::Mat& image) {
-  try {
-    if (cv::imwrite(path, image)) return absl::OkStatus();
-  } catch (const cv::Exception& e) {
-    return absl::UnavailableError(absl::StrCat("cannot write '", path, "': ", e.what()));
-  }
-  return absl::UnavailableError(absl::StrCat("cannot write '", path, "'"));
 }
 
 int RunInference(const CliConfig& config, const std::shared_ptr<grpc::Channel>& channel,

@@ -130,6 +130,15 @@ std::string MakeSyntheticJpeg(int width, int height, uint64_t seed) {
   return std::string(jpeg.begin(), jpeg.end());
 }
 
+absl::Status WritePng(const std::string& path, const cv::Mat& image) {
+  try {
+    if (cv::imwrite(path, image)) return absl::OkStatus();
+  } catch (const cv::Exception& e) {
+    return absl::UnavailableError(absl::StrCat("cannot write '", path, "': ", e.what()));
+  }
+  return absl::UnavailableError(absl::StrCat("cannot write '", path, "'"));
+}
+
 absl::StatusOr<ImageSize> ParseImageSize(absl::string_view flag, absl::string_view text) {
   const size_t x = text.find('x');
   ImageSize size;

@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "internimage/serving/v1/vision.pb.h"
@@ -29,6 +30,10 @@ void SetRawImage(const cv::Mat& bgr, ::internimage::serving::v1::Image* image);
 // Returns a deterministic JPEG (quality 90) of width x height pixels with gradients, shapes and
 // noise, so its size and decode cost are like a photograph's. Both sizes must be in [1, 16384].
 std::string MakeSyntheticJpeg(int width, int height, uint64_t seed);
+
+// Writes `image` (8-bit, 1 or 3 channels) to `path` as PNG. Fails with UNAVAILABLE naming the
+// path when it cannot be written.
+absl::Status WritePng(const std::string& path, const cv::Mat& image);
 
 struct ImageSize {
   int width = 0;

@@ -33,6 +33,19 @@ absl::string_view VisionTaskName(VisionTask task) {
   return "unknown";
 }
 
+absl::string_view ProtoTaskName(pb::Task task) {
+  switch (task) {
+    case pb::TASK_CLASSIFICATION:
+      return "classification";
+    case pb::TASK_DETECTION:
+      return "detection";
+    case pb::TASK_SEGMENTATION:
+      return "segmentation";
+    default:
+      return "unspecified";
+  }
+}
+
 std::vector<FlagSpec> RequestFlagSpecs() {
   return {{"model", true},          {"top-k", true},      {"score-threshold", true},
           {"max-detections", true}, {"no-masks", false},  {"counts-only", false},

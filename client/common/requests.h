@@ -17,6 +17,9 @@ enum class VisionTask { kClassify, kDetect, kSegment };
 // Returns "classify", "detect" or "segment" (the CLI subcommand and the loadgen --rpc value).
 absl::string_view VisionTaskName(VisionTask task);
 
+// Returns "classification", "detection", "segmentation" or "unspecified" for a model's task.
+absl::string_view ProtoTaskName(::internimage::serving::v1::Task task);
+
 // What a request asks for besides its image; 0 / false / empty mean the server's defaults.
 struct RequestOptions {
   std::string model;          // --model: empty selects the task's default model

@@ -5,7 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "opencv2/imgcodecs.hpp"
+#include "client/common/images.h"
 #include "opencv2/imgproc.hpp"
 
 namespace iis::client {
@@ -223,15 +223,9 @@ cv::Mat RenderPlot(const RunSummary& summary, const std::vector<StepResult>& ste
 
 absl::Status WritePlot(const std::string& path, const RunSummary& summary,
                        const std::vector<StepResult>& steps) {
-  const cv::Mat image = RenderPlot(summary, steps);
-  bool written = false;
-  try {
-    written = cv::imwrite(path, image);
-  } catch (const cv::Exception& e) {
-    return absl::UnavailableError(absl::StrCat("--plot: cannot write '", path, "': ", e.what()));
-  }
-  if (!written) return absl::UnavailableError(absl::StrCat("--plot: cannot write '", path, "'"));
-  return absl::OkStatus();
+  absl::Status written = WritePng(path, RenderPlot(summary, steps));
+  if (!written.ok()) return absl::UnavailableError(absl::StrCat("--plot: ", written.message()));
+  return written;
 }
 
 }  // namespace iis::client

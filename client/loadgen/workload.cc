@@ -60,19 +60,6 @@ pb::Task TaskOf(LoadRpc rpc) {
   }
 }
 
-const char* TaskWord(pb::Task task) {
-  switch (task) {
-    case pb::TASK_CLASSIFICATION:
-      return "classification";
-    case pb::TASK_DETECTION:
-      return "detection";
-    case pb::TASK_SEGMENTATION:
-      return "segmentation";
-    default:
-      return "unspecified";
-  }
-}
-
 absl::Status ToAbsl(const grpc::Status& status) {
   return absl::Status(static_cast<absl::StatusCode>(status.error_code()), status.error_message());
 }
@@ -196,13 +183,13 @@ absl::Status PreflightTargets(const std::vector<std::shared_ptr<grpc::Channel>>&
     if (found == nullptr) {
       return absl::NotFoundError(
           model->empty()
-              ? absl::StrCat(target, " has no default ", TaskWord(task),
+              ? absl::StrCat(target, " has no default ", ProtoTaskName(task),
                              " model; pass --model NAME")
               : absl::StrCat(target, " does not serve a model named '", *model, "'"));
     }
     if (task != pb::TASK_UNSPECIFIED && found->task() != task) {
       return absl::InvalidArgumentError(absl::StrCat(
-          target, ": model '", found->name(), "' serves ", TaskWord(found->task()),
+          target, ": model '", found->name(), "' serves ", ProtoTaskName(found->task()),
           ", not --rpc ", LoadRpcName(rpc)));
     }
   }
