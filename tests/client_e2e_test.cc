@@ -183,6 +183,8 @@ class FakeServer {
     fs::remove_all(dir_);
   }
   bool ok() const { return port_ > 0 && metrics_port_ > 0; }
+  // Starts the server's drain (health turns NOT_SERVING, calls in flight finish).
+  void Terminate() const { kill(pid_, SIGTERM); }
   std::string target() const { return absl::StrCat("127.0.0.1:", port_); }
   std::string log() const { return ReadText(dir_ / "server.log"); }
 
@@ -349,6 +351,31 @@ TEST_F(ClientE2eTest, ModelsAndHealth) {
       Client({"health", "--target", server_->target(), "--service", "no.such.Service"});
   EXPECT_EQ(unknown_service.exit_code, 15) << unknown_service.err;  // NOT_FOUND
   EXPECT_THAT(unknown_service.err, HasSubstr("NOT_FOUND"));
+}
+
+TEST(ClientHealthE2eTest, HealthIsNotServingWhileTheServerDrains) {
+  const fs::path dir = MakeTempDir("drain");
+  const fs::path image = WriteTestImage(dir, "square.png");
+  FakeServer server("drain_server", {"--latency=3s", "--drain-grace=10s"});
+  ASSERT_TRUE(server.ok()) << server.log();
+  ASSERT_EQ(RunProcess({ClientBinary(), "health", "--target", server.target()}).exit_code, 0);
+  // A slow call keeps the server draining (not gone) after SIGTERM.
+  const pid_t slow = Spawn({ClientBinary(), "classify", "--target", server.target(),
+                            image.string()},
+                           dir / "slow.out", dir / "slow.err");
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  server.Terminate();
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  const RunResult health = RunProcess({ClientBinary(), "health", "--target", server.target()});
+  EXPECT_EQ(health.exit_code, 4) << health.out << health.err;  // answered, not SERVING
+  EXPECT_THAT(health.out, HasSubstr("NOT_SERVING"));
+  const RunResult refused =
+      RunProcess({ClientBinary(), "classify", "--target", server.target(), image.string()});
+  EXPECT_EQ(refused.exit_code, 24) << refused.err;  // UNAVAILABLE: draining
+  int status = 0;
+  waitpid(slow, &status, 0);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << ReadText(dir / "slow.err");
+  fs::remove_all(dir);
 }
 
 TEST_F(ClientE2eTest, VisualizationsAreWrittenWithContent) {
