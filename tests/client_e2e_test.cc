@@ -1,11 +1,9 @@
 // End-to-end tests of internimage-client and internimage-loadgen: the real binaries against
 // fake_vision_server processes (the real front end over the deterministic fake engine,
 // tests/fake_engine.h), each started on free ports by the test.
-#include <arpa/inet.h>
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <signal.h>
-#include <sys/socket.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -21,7 +19,6 @@
 #include <vector>
 
 #include "absl/strings/match.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "client/cli/palette.h"
@@ -31,6 +28,7 @@
 #include "gtest/gtest.h"
 #include "opencv2/core.hpp"
 #include "opencv2/imgcodecs.hpp"
+#include "tests/metrics_scrape.h"
 
 namespace iis::client {
 namespace {
@@ -71,6 +69,8 @@ fs::path MakeTempDir(const std::string& name) {
 pid_t Spawn(const std::vector<std::string>& argv, const fs::path& out, const fs::path& err) {
   const pid_t pid = fork();
   if (pid == 0) {
+    // Servers must not outlive a test that crashes.
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
     const int out_fd = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     const int err_fd = ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     dup2(out_fd, STDOUT_FILENO);
@@ -136,26 +136,6 @@ int ReadPortFile(const fs::path& path, pid_t pid, std::chrono::seconds timeout) 
   return -1;
 }
 
-// GET http://127.0.0.1:port/path; returns "" when nothing answers.
-std::string HttpGet(int port, const std::string& path) {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  std::string response;
-  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0) {
-    const std::string request = absl::StrCat("GET ", path, " HTTP/1.0\r\n\r\n");
-    if (write(fd, request.data(), request.size()) == static_cast<ssize_t>(request.size())) {
-      char buffer[4096];
-      ssize_t n;
-      while ((n = read(fd, buffer, sizeof(buffer))) > 0) response.append(buffer, n);
-    }
-  }
-  close(fd);
-  return response;
-}
-
 // A fake_vision_server process on free ports, stopped (SIGTERM) when the object goes.
 class FakeServer {
  public:
@@ -188,16 +168,15 @@ class FakeServer {
   std::string target() const { return absl::StrCat("127.0.0.1:", port_); }
   std::string log() const { return ReadText(dir_ / "server.log"); }
 
-  // Sums iis_requests_total over the samples whose labels include every one of `labels`
+  // Sums iis_requests_total over the series whose labels include every one of `labels`
   // (e.g. {"method=\"Classify\"", "code=\"OK\""}), read from the /metrics endpoint.
   double RequestCount(const std::vector<std::string>& labels) const {
     double total = 0;
-    for (absl::string_view line : absl::StrSplit(HttpGet(metrics_port_, "/metrics"), '\n')) {
-      if (!absl::StartsWith(line, "iis_requests_total{")) continue;
+    for (const auto& [series, value] : ParseExposition(HttpGet(metrics_port_, "/metrics"))) {
+      if (!absl::StartsWith(series, "iis_requests_total{")) continue;
       bool match = true;
-      for (const std::string& label : labels) match &= line.find(label) != line.npos;
-      double value = 0;
-      if (match && absl::SimpleAtod(line.substr(line.rfind(' ') + 1), &value)) total += value;
+      for (const std::string& label : labels) match &= series.find(label) != std::string::npos;
+      if (match) total += value;
     }
     return total;
   }

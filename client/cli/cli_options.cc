@@ -80,9 +80,7 @@ absl::StatusOr<CliConfig> ParseCliArgs(const std::vector<std::string>& argv) {
                    "fleets)");
   }
   config.channel.target = args.GetString("target", "localhost:50051");
-  if (config.channel.target.empty()) {
-    return Invalid("--target: expected HOST:PORT, got an empty string");
-  }
+  if (absl::Status valid = ValidateTarget(config.channel.target); !valid.ok()) return valid;
   if (absl::Status tls = ApplyTlsFlags(args, &config.channel); !tls.ok()) return tls;
   auto deadline =
       args.GetDuration("deadline", absl::Seconds(30), absl::Milliseconds(1), absl::Hours(1));

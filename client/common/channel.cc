@@ -1,9 +1,12 @@
 #include "client/common/channel.h"
 
 #include <chrono>
+#include <cstring>
 #include <utility>
 
 #include "absl/status/status.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "client/common/io.h"
 #include "grpcpp/create_channel.h"
@@ -55,10 +58,31 @@ absl::Status ApplyTlsFlags(const ParsedArgs& args, ChannelOptions* options) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::shared_ptr<grpc::Channel>> CreateChannel(const ChannelOptions& options) {
-  if (options.target.empty()) {
-    return absl::InvalidArgumentError("--target: expected HOST:PORT, got an empty string");
+absl::Status ValidateTarget(const std::string& target) {
+  for (const char* scheme : {"dns:", "ipv4:", "ipv6:", "unix:", "unix-abstract:", "vsock:"}) {
+    if (absl::StartsWith(target, scheme) && target.size() > strlen(scheme)) {
+      return absl::OkStatus();
+    }
   }
+  const size_t colon = target.rfind(':');
+  int port = 0;
+  const bool valid =
+      colon != std::string::npos && colon > 0 &&
+      absl::SimpleAtoi(absl::string_view(target).substr(colon + 1), &port) && port >= 1 &&
+      port <= 65535 &&
+      // A host with a colon is an IPv6 address, which must be bracketed: [::1]:50051.
+      (target.find(':') == colon || (target.front() == '[' && target[colon - 1] == ']'));
+  if (!valid) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--target: expected HOST:PORT (e.g. localhost:50051, [::1]:50051) or a gRPC target URI "
+        "such as dns:///name:port, got '",
+        target, "'"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::shared_ptr<grpc::Channel>> CreateChannel(const ChannelOptions& options) {
+  if (absl::Status valid = ValidateTarget(options.target); !valid.ok()) return valid;
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(options.max_receive_message_bytes);
   args.SetMaxSendMessageSize(-1);

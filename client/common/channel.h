@@ -36,6 +36,11 @@ struct ChannelOptions {
   int max_receive_message_bytes = 256 << 20;
 };
 
+// Checks a --target value: HOST:PORT (port 1..65535; an IPv6 host in brackets) or a gRPC target
+// URI with an explicit scheme (dns:, ipv4:, ipv6:, unix:, ...). Fails with INVALID_ARGUMENT
+// naming --target and the value otherwise (e.g. "localhost:" from an unset shell variable).
+absl::Status ValidateTarget(const std::string& target);
+
 // Returns the option specs of the shared channel options (target is repeatable: the client
 // rejects a repeated one itself, the load generator drives each).
 std::vector<FlagSpec> ChannelFlagSpecs();
@@ -45,8 +50,9 @@ std::vector<FlagSpec> ChannelFlagSpecs();
 // without TLS).
 absl::Status ApplyTlsFlags(const ParsedArgs& args, ChannelOptions* options);
 
-// Creates a channel (it connects lazily). Fails with INVALID_ARGUMENT for an empty target and
-// with the error of ReadFileToString when a certificate file cannot be read. Thread-safe.
+// Creates a channel (it connects lazily). Fails with ValidateTarget's error for a malformed
+// target and with the error of ReadFileToString when a certificate file cannot be read.
+// Thread-safe.
 absl::StatusOr<std::shared_ptr<grpc::Channel>> CreateChannel(const ChannelOptions& options);
 
 // Connects `channel` now, waiting at most `timeout`. Fails with UNAVAILABLE naming `target` and

@@ -173,6 +173,9 @@ absl::StatusOr<LoadgenConfig> ParseLoadgenArgs(const std::vector<std::string>& a
   auto targets = SplitListValues("--target", args.Values("target"));
   if (!targets.ok()) return targets.status();
   config.targets = targets->empty() ? std::vector<std::string>{"localhost:50051"} : *targets;
+  for (const std::string& target : config.targets) {
+    if (absl::Status valid = ValidateTarget(target); !valid.ok()) return valid;
+  }
   if (absl::Status tls = ApplyTlsFlags(args, &config.channel); !tls.ok()) return tls;
   auto connections = args.GetInt("connections", 1, 1, kMaxConnections);
   if (!connections.ok()) return connections.status();
