@@ -20,6 +20,7 @@
 
 #include "models/classifier.h"
 #include "models/npy.h"
+#include "models/predict_dense.h"
 #include "models/preprocess/preprocess.h"
 #include "models/registry.h"
 #include "models/weights.h"
@@ -31,6 +32,8 @@ namespace {
 constexpr char kUsage[] = R"(usage:
   internimage-predict --model NAME [--weights FILE] --input X.npy --output Y.npy
   internimage-predict --model NAME [--weights FILE] --image FILE [FILE...]
+  internimage-predict --model DET_OR_SEG_NAME [--weights FILE] (--image FILE... | --input X.npy)
+                      --output-dir DIR [--score-threshold T]
 
 Runs an InternImage model offline, in float32 on the CPU.
 
@@ -46,6 +49,18 @@ Runs an InternImage model offline, in float32 on the CPU.
   --output Y.npy   where --input's results go (classification: N x num_classes float32 logits)
   --image FILE...  image files (JPEG, PNG, WebP, BMP): run the official preprocessing and print
                    the top-5 classes with softmax probabilities
+  --output-dir DIR detection/segmentation: write the results there (created if missing):
+                   --image: <stem>.json per image for detection: {"image", "width", "height",
+                   "model", "weights", "detections": [{"box": [x1, y1, x2, y2] in original
+                   pixels, "score", "label" (COCO index 0..79), "name", "mask": {"size": [h, w],
+                   "counts": COCO uncompressed RLE, column-major, starting with 0s}}]}, best
+                   first; <stem>.png per image for segmentation: 8-bit label map at the original
+                   size, pixel = ADE20K class index (0 = wall).
+                   --input (N x 3 x H x W, H and W multiples of 32, taken as resized images with
+                   scale factor 1): dets.npy, float32 N x 100 x 6 (x1, y1, x2, y2, score, label)
+                   in input coordinates, padded with -1 rows; or logits.npy, float32
+                   N x 150 x H x W (decode-head logits resized to the input)
+  --score-threshold T  detection: keep detections scoring above T (default and minimum 0.05)
   --reference      run the plain ATen reference forward instead of the optimised CPU path
   --threads N      intra-op threads (default: all cores)
   --help           this text
@@ -54,7 +69,8 @@ Exit status: 0 on success, 1 on a runtime error (unreadable file, bad array), 2 
 )";
 
 struct Args {
-  std::string model, weights, input, output;
+  std::string model, weights, input, output, output_dir;
+  double score_threshold = 0.05;
   std::vector<std::string> images;
   uint64_t seed = 0;
   bool reference = false;
@@ -94,6 +110,10 @@ Args Parse(int argc, char** argv) {
       a.input = value(i);
     } else if (f == "--output") {
       a.output = value(i);
+    } else if (f == "--output-dir") {
+      a.output_dir = value(i);
+    } else if (f == "--score-threshold") {
+      a.score_threshold = std::strtod(value(i).c_str(), nullptr);
     } else if (f == "--threads") {
       a.threads = std::atoi(value(i).c_str());
     } else if (f == "--reference") {
@@ -107,7 +127,9 @@ Args Parse(int argc, char** argv) {
   }
   if (a.model.empty()) UsageError("--model is required");
   if (a.input.empty() == a.images.empty()) UsageError("give either --input or --image");
-  if (!a.input.empty() && a.output.empty()) UsageError("--input needs --output");
+  if (!a.input.empty() && a.output.empty() && a.output_dir.empty()) {
+    UsageError("--input needs --output (classification) or --output-dir (detection, segmentation)");
+  }
   return a;
 }
 
@@ -180,7 +202,16 @@ int Main(int argc, char** argv) {
   ops::CheckOpsRegistered();
   if (args.threads > 0) at::set_num_threads(args.threads);
   if (arch->task == ModelTask::kClassification) return RunClassification(args, *arch);
-  UsageError(std::string(TaskName(arch->task)) + " models are not supported by this runner yet");
+  if (args.output_dir.empty()) UsageError(std::string(TaskName(arch->task)) + " models need --output-dir");
+  DensePredictRequest request;
+  request.weights = args.weights;
+  request.seed = args.seed;
+  request.reference = args.reference;
+  request.images = args.images;
+  request.input = args.input;
+  request.output_dir = args.output_dir;
+  request.score_threshold = args.score_threshold;
+  return RunDensePrediction(*arch, request);
 }
 
 }  // namespace
