@@ -58,8 +58,8 @@ std::string ReadText(const fs::path& path) {
 
 // A fresh directory under the test's temporary directory.
 fs::path MakeTempDir(const std::string& name) {
-  const fs::path dir = fs::path(::testing::TempDir()) /
-                       absl::StrCat("client_e2e_", name, "_", getpid());
+  const fs::path dir =
+      fs::path(::testing::TempDir()) / absl::StrCat("client_e2e_", name, "_", getpid());
   fs::remove_all(dir);
   fs::create_directories(dir);
   return dir;
@@ -92,7 +92,7 @@ struct RunResult {
 
 // Runs a client binary to completion (killing it after `timeout`).
 RunResult RunProcess(const std::vector<std::string>& argv,
-              std::chrono::seconds timeout = std::chrono::seconds(60)) {
+                     std::chrono::seconds timeout = std::chrono::seconds(60)) {
   static int counter = 0;
   const fs::path dir = fs::path(::testing::TempDir());
   const fs::path out = dir / absl::StrCat("client_e2e_run_", getpid(), "_", counter, ".out");
@@ -141,10 +141,13 @@ class FakeServer {
  public:
   explicit FakeServer(const std::string& name, std::vector<std::string> extra_flags = {}) {
     dir_ = MakeTempDir(name);
-    std::vector<std::string> argv = {ServerBinary(), "--port=0", "--metrics-port=0",
+    std::vector<std::string> argv = {ServerBinary(),
+                                     "--port=0",
+                                     "--metrics-port=0",
                                      "--port-file=" + (dir_ / "port").string(),
                                      "--metrics-port-file=" + (dir_ / "metrics_port").string(),
-                                     "--drain-grace=1s", "--max-queue-size=256"};
+                                     "--drain-grace=1s",
+                                     "--max-queue-size=256"};
     argv.insert(argv.end(), extra_flags.begin(), extra_flags.end());
     pid_ = Spawn(argv, dir_ / "server.out", dir_ / "server.log");
     port_ = ReadPortFile(dir_ / "port", pid_, std::chrono::seconds(30));
@@ -271,9 +274,8 @@ class ClientE2eTest : public ::testing::Test {
 TEST_F(ClientE2eTest, ClassifyDetectSegmentPrintTheAnswers) {
   fs::create_directories(dir_ / "more");
   WriteTestImage(dir_ / "more", "copy.jpg");
-  const RunResult classify =
-      Client({"classify", "--target", server_->target(), image_.string(), (dir_ / "more").string(),
-              "--top-k", "2"});
+  const RunResult classify = Client({"classify", "--target", server_->target(), image_.string(),
+                                     (dir_ / "more").string(), "--top-k", "2"});
   ASSERT_EQ(classify.exit_code, 0) << classify.err;
   EXPECT_THAT(classify.out, HasSubstr("square.png: model fake_classifier"));
   EXPECT_THAT(classify.out, HasSubstr("copy.jpg: model fake_classifier"));
@@ -284,7 +286,8 @@ TEST_F(ClientE2eTest, ClassifyDetectSegmentPrintTheAnswers) {
   ASSERT_EQ(detect.exit_code, 0) << detect.err;
   EXPECT_THAT(detect.out, HasSubstr("3 detections in 320x240"));
   // "bright" is the square: box (100, 60)-(220, 180), a 14400-pixel mask.
-  EXPECT_THAT(detect.out, ::testing::ContainsRegex("1 +0 +0.900 +100.0 +60.0 +220.0 +180.0 +14400 +bright"));
+  EXPECT_THAT(detect.out,
+              ::testing::ContainsRegex("1 +0 +0.900 +100.0 +60.0 +220.0 +180.0 +14400 +bright"));
 
   const RunResult segment =
       Client({"segment", "--target", server_->target(), image_.string(), "--raw"});
@@ -294,8 +297,8 @@ TEST_F(ClientE2eTest, ClassifyDetectSegmentPrintTheAnswers) {
 }
 
 TEST_F(ClientE2eTest, JsonIsOneDocumentWithEveryResult) {
-  const RunResult result = Client({"detect", "--target", server_->target(), "--json",
-                                   "--no-masks", image_.string(), image_.string()});
+  const RunResult result = Client({"detect", "--target", server_->target(), "--json", "--no-masks",
+                                   image_.string(), image_.string()});
   ASSERT_EQ(result.exit_code, 0) << result.err;
   const google::protobuf::Struct document = ParseJson(result.out);
   EXPECT_EQ(Field(document, "command").string_value(), "detect");
@@ -314,8 +317,8 @@ TEST_F(ClientE2eTest, JsonIsOneDocumentWithEveryResult) {
 TEST_F(ClientE2eTest, ModelsAndHealth) {
   const RunResult models = Client({"models", "--target", server_->target()});
   ASSERT_EQ(models.exit_code, 0) << models.err;
-  for (const char* name : {"fake_classifier", "fake_classifier_b", "fake_detector",
-                           "fake_segmenter"}) {
+  for (const char* name :
+       {"fake_classifier", "fake_classifier_b", "fake_detector", "fake_segmenter"}) {
     EXPECT_THAT(models.out, HasSubstr(name));
   }
   const RunResult json = Client({"models", "--target", server_->target(), "--json"});
@@ -339,9 +342,9 @@ TEST(ClientHealthE2eTest, HealthIsNotServingWhileTheServerDrains) {
   ASSERT_TRUE(server.ok()) << server.log();
   ASSERT_EQ(RunProcess({ClientBinary(), "health", "--target", server.target()}).exit_code, 0);
   // A slow call keeps the server draining (not gone) after SIGTERM.
-  const pid_t slow = Spawn({ClientBinary(), "classify", "--target", server.target(),
-                            image.string()},
-                           dir / "slow.out", dir / "slow.err");
+  const pid_t slow =
+      Spawn({ClientBinary(), "classify", "--target", server.target(), image.string()},
+            dir / "slow.out", dir / "slow.err");
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
   server.Terminate();
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
@@ -361,8 +364,8 @@ TEST_F(ClientE2eTest, VisualizationsAreWrittenWithContent) {
   const fs::path out = dir_ / "pictures";
   const cv::Mat input = cv::imread(image_.string());
   for (const char* command : {"classify", "detect", "segment"}) {
-    const RunResult result = Client({command, "--target", server_->target(), image_.string(),
-                                     "--visualize", out.string()});
+    const RunResult result = Client(
+        {command, "--target", server_->target(), image_.string(), "--visualize", out.string()});
     ASSERT_EQ(result.exit_code, 0) << command << ": " << result.err;
     const fs::path picture = out / absl::StrCat("square.", command, ".png");
     EXPECT_THAT(result.out, HasSubstr(picture.string()));
@@ -398,14 +401,14 @@ TEST_F(ClientE2eTest, VisualizationsAreWrittenWithContent) {
 }
 
 TEST_F(ClientE2eTest, ErrorsHaveStatusNamesAndExitCodes) {
-  const RunResult unknown_model = Client({"classify", "--target", server_->target(), "--model",
-                                          "no_such_model", image_.string()});
+  const RunResult unknown_model = Client(
+      {"classify", "--target", server_->target(), "--model", "no_such_model", image_.string()});
   EXPECT_EQ(unknown_model.exit_code, 15);  // 10 + NOT_FOUND
   EXPECT_THAT(unknown_model.err, HasSubstr("NOT_FOUND"));
   EXPECT_THAT(unknown_model.err, HasSubstr("no_such_model"));
 
-  const RunResult wrong_task = Client({"detect", "--target", server_->target(), "--model",
-                                       "fake_classifier", image_.string()});
+  const RunResult wrong_task = Client(
+      {"detect", "--target", server_->target(), "--model", "fake_classifier", image_.string()});
   EXPECT_EQ(wrong_task.exit_code, 13);  // 10 + INVALID_ARGUMENT
   EXPECT_THAT(wrong_task.err, HasSubstr("INVALID_ARGUMENT"));
 
@@ -415,8 +418,8 @@ TEST_F(ClientE2eTest, ErrorsHaveStatusNamesAndExitCodes) {
     ASSERT_TRUE(stopped.ok());
     dead_target = stopped.target();
   }
-  const RunResult unreachable = Client({"classify", "--target", dead_target, image_.string(),
-                                        image_.string(), "--deadline", "5s"});
+  const RunResult unreachable = Client(
+      {"classify", "--target", dead_target, image_.string(), image_.string(), "--deadline", "5s"});
   EXPECT_EQ(unreachable.exit_code, 24);  // 10 + UNAVAILABLE
   EXPECT_THAT(unreachable.err, HasSubstr("UNAVAILABLE"));
   EXPECT_THAT(unreachable.err, HasSubstr("1 image(s) not sent"));
@@ -424,8 +427,8 @@ TEST_F(ClientE2eTest, ErrorsHaveStatusNamesAndExitCodes) {
   const RunResult usage = Client({"classify", image_.string(), "--top-k", "many"});
   EXPECT_EQ(usage.exit_code, 2);
   EXPECT_THAT(usage.err, HasSubstr("--top-k: expected an integer"));
-  const RunResult missing = Client({"classify", "--target", server_->target(),
-                                    (dir_ / "missing.jpg").string()});
+  const RunResult missing =
+      Client({"classify", "--target", server_->target(), (dir_ / "missing.jpg").string()});
   EXPECT_EQ(missing.exit_code, 3);
   EXPECT_THAT(missing.err, HasSubstr("missing.jpg"));
 }
@@ -447,9 +450,8 @@ void MakeCertificate(const std::string& openssl, const fs::path& dir, const std:
   const std::string csr = (dir / (name + ".csr")).string();
   const std::string ext = (dir / "ext.cnf").string();
   std::ofstream(ext) << "subjectAltName=DNS:iis.test\n";
-  ASSERT_EQ(RunProcess({openssl, "req", "-newkey", "ec", "-pkeyopt",
-                        "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key, "-out", csr,
-                        "-subj", "/CN=iis.test"})
+  ASSERT_EQ(RunProcess({openssl, "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                        "-nodes", "-keyout", key, "-out", csr, "-subj", "/CN=iis.test"})
                 .exit_code,
             0);
   ASSERT_EQ(RunProcess({openssl, "x509", "-req", "-in", csr, "-CA", (dir / "ca.pem").string(),
@@ -463,22 +465,22 @@ TEST(ClientTlsE2eTest, MutualTlsWithServerNameOverride) {
   const std::string openssl = FindOnPath("openssl");
   if (openssl.empty()) GTEST_SKIP() << "the openssl tool is not installed";
   const fs::path dir = MakeTempDir("tls");
-  ASSERT_EQ(RunProcess({openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                        "ec_paramgen_curve:prime256v1", "-nodes", "-keyout",
-                        (dir / "ca.key").string(), "-out", (dir / "ca.pem").string(), "-days",
-                        "1", "-subj", "/CN=iis-test-ca"})
-                .exit_code,
-            0);
+  ASSERT_EQ(
+      RunProcess({openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                  "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", (dir / "ca.key").string(),
+                  "-out", (dir / "ca.pem").string(), "-days", "1", "-subj", "/CN=iis-test-ca"})
+          .exit_code,
+      0);
   MakeCertificate(openssl, dir, "server");
   MakeCertificate(openssl, dir, "client");
   FakeServer server("tls_server", {"--tls-cert=" + (dir / "server.pem").string(),
-                            "--tls-key=" + (dir / "server.key").string(),
-                            "--tls-client-ca=" + (dir / "ca.pem").string()});
+                                   "--tls-key=" + (dir / "server.key").string(),
+                                   "--tls-client-ca=" + (dir / "ca.pem").string()});
   ASSERT_TRUE(server.ok()) << server.log();
-  const std::vector<std::string> tls = {
-      "--ca-cert", (dir / "ca.pem").string(), "--server-name", "iis.test",
-      "--client-cert", (dir / "client.pem").string(), "--client-key",
-      (dir / "client.key").string()};
+  const std::vector<std::string> tls = {"--ca-cert",     (dir / "ca.pem").string(),
+                                        "--server-name", "iis.test",
+                                        "--client-cert", (dir / "client.pem").string(),
+                                        "--client-key",  (dir / "client.key").string()};
 
   std::vector<std::string> health = {ClientBinary(), "health", "--target", server.target()};
   health.insert(health.end(), tls.begin(), tls.end());
@@ -492,14 +494,13 @@ TEST(ClientTlsE2eTest, MutualTlsWithServerNameOverride) {
                   (dir / "ca.pem").string(), "--server-name", "iis.test", "--deadline", "5s"});
   EXPECT_EQ(refused.exit_code, 24) << refused.out;  // UNAVAILABLE
   // Plaintext against a TLS server fails too.
-  EXPECT_NE(RunProcess({ClientBinary(), "health", "--target", server.target(), "--deadline",
-                        "5s"})
+  EXPECT_NE(RunProcess({ClientBinary(), "health", "--target", server.target(), "--deadline", "5s"})
                 .exit_code,
             0);
 
-  std::vector<std::string> load = {LoadgenBinary(), "--target", server.target(), "--rpc",
-                                   "getmodel", "--model", "fake_classifier", "--requests", "50",
-                                   "--no-progress"};
+  std::vector<std::string> load = {
+      LoadgenBinary(), "--target",        server.target(), "--rpc", "getmodel",
+      "--model",       "fake_classifier", "--requests",    "50",    "--no-progress"};
   load.insert(load.end(), tls.begin(), tls.end());
   const RunResult loaded = RunProcess(load);
   EXPECT_EQ(loaded.exit_code, 0) << loaded.err;
@@ -513,10 +514,9 @@ TEST_F(ClientE2eTest, LoadgenSuccessCountEqualsTheServerCounter) {
   const fs::path json = dir_ / "run.json";
   const fs::path csv = dir_ / "run.csv";
   const fs::path plot = dir_ / "run.png";
-  const RunResult result =
-      Loadgen({"--target", server_->target(), "--rpc", "classify", "--concurrency", "4",
-               "--duration", "1s", "--json", json.string(), "--csv", csv.string(), "--plot",
-               plot.string()});
+  const RunResult result = Loadgen({"--target", server_->target(), "--rpc", "classify",
+                                    "--concurrency", "4", "--duration", "1s", "--json",
+                                    json.string(), "--csv", csv.string(), "--plot", plot.string()});
   ASSERT_EQ(result.exit_code, 0) << result.err << result.out;
   EXPECT_THAT(result.out, HasSubstr("p99.9"));
   const auto document = ParseJson(ReadText(json));
@@ -541,8 +541,8 @@ TEST_F(ClientE2eTest, LoadgenOpenLoopAndWarmup) {
   const fs::path json = dir_ / "open.json";
   const RunResult result =
       Loadgen({"--target", server_->target(), "--rpc", "getmodel", "--model", "fake_detector",
-               "--rate", "200", "--arrivals", "constant", "--warmup", "300ms", "--duration",
-               "1s", "--json", json.string()});
+               "--rate", "200", "--arrivals", "constant", "--warmup", "300ms", "--duration", "1s",
+               "--json", json.string()});
   ASSERT_EQ(result.exit_code, 0) << result.err << result.out;
   const auto document = ParseJson(ReadText(json));
   const auto& step = Field(document, "steps").list_value().values(0).struct_value();
@@ -558,9 +558,9 @@ TEST_F(ClientE2eTest, LoadgenSpreadsRequestsOverTwoServers) {
   FakeServer second("second");
   ASSERT_TRUE(second.ok()) << second.log();
   const fs::path json = dir_ / "fleet.json";
-  const RunResult result = Loadgen({"--target", server_->target(), "--target", second.target(),
-                                    "--rpc", "classify", "--requests", "200", "--concurrency",
-                                    "4", "--json", json.string()});
+  const RunResult result =
+      Loadgen({"--target", server_->target(), "--target", second.target(), "--rpc", "classify",
+               "--requests", "200", "--concurrency", "4", "--json", json.string()});
   ASSERT_EQ(result.exit_code, 0) << result.err << result.out;
   const double first_count = server_->RequestCount({"method=\"Classify\"", "code=\"OK\""});
   const double second_count = second.RequestCount({"method=\"Classify\"", "code=\"OK\""});
@@ -572,8 +572,7 @@ TEST_F(ClientE2eTest, LoadgenSpreadsRequestsOverTwoServers) {
   const auto& per_target = Field(step, "per_target").list_value();
   ASSERT_EQ(per_target.values_size(), 2);
   EXPECT_EQ(Field(per_target.values(0).struct_value(), "requests_ok").number_value(), first_count);
-  EXPECT_EQ(Field(per_target.values(1).struct_value(), "requests_ok").number_value(),
-            second_count);
+  EXPECT_EQ(Field(per_target.values(1).struct_value(), "requests_ok").number_value(), second_count);
 }
 
 TEST_F(ClientE2eTest, LoadgenBalancesOneTargetThatNamesTwoAddresses) {
@@ -598,8 +597,8 @@ TEST_F(ClientE2eTest, LoadgenBalancesOneTargetThatNamesTwoAddresses) {
 }
 
 TEST_F(ClientE2eTest, LoadgenErrorExitCodes) {
-  const RunResult unknown_model = Loadgen({"--target", server_->target(), "--model",
-                                           "no_such_model", "--duration", "1s"});
+  const RunResult unknown_model =
+      Loadgen({"--target", server_->target(), "--model", "no_such_model", "--duration", "1s"});
   EXPECT_EQ(unknown_model.exit_code, 15) << unknown_model.err;  // NOT_FOUND, before any load
   EXPECT_THAT(unknown_model.err, HasSubstr("no_such_model"));
   EXPECT_EQ(server_->RequestCount({"method=\"Classify\""}), 0);
@@ -623,8 +622,7 @@ TEST_F(ClientE2eTest, LoadgenErrorExitCodes) {
   const fs::path broken = dir_ / "broken.jpg";
   std::ofstream(broken) << "not an image";
   const RunResult failing = Loadgen({"--target", server_->target(), "--rpc", "classify",
-                                     "--requests", "20", broken.string(), "--json",
-                                     json.string()});
+                                     "--requests", "20", broken.string(), "--json", json.string()});
   EXPECT_EQ(failing.exit_code, 5) << failing.err << failing.out;
   const auto document = ParseJson(ReadText(json));
   const auto& step = Field(document, "steps").list_value().values(0).struct_value();

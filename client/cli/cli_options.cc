@@ -76,8 +76,9 @@ absl::StatusOr<CliConfig> ParseCliArgs(const std::vector<std::string>& argv) {
   config.inputs.assign(args.positional().begin() + 1, args.positional().end());
 
   if (args.Values("target").size() > 1) {
-    return Invalid("--target: expected one server, got several (internimage-loadgen drives "
-                   "fleets)");
+    return Invalid(
+        "--target: expected one server, got several (internimage-loadgen drives "
+        "fleets)");
   }
   config.channel.target = args.GetString("target", "localhost:50051");
   if (absl::Status valid = ValidateTarget(config.channel.target); !valid.ok()) return valid;
@@ -98,8 +99,9 @@ absl::StatusOr<CliConfig> ParseCliArgs(const std::vector<std::string>& argv) {
     if (!request.ok()) return request.status();
     config.request = *std::move(request);
     if (config.inputs.empty()) {
-      return Invalid(absl::StrCat(name, ": expected at least one image file or directory, got "
-                                        "none"));
+      return Invalid(absl::StrCat(name,
+                                  ": expected at least one image file or directory, got "
+                                  "none"));
     }
     if (config.request.counts_only && !config.visualize_dir.empty()) {
       return Invalid("--visualize: needs the label map, which --counts-only leaves out");

@@ -30,8 +30,8 @@ TEST(CliOptionsTest, ParsesTheDocumentedForm) {
   EXPECT_TRUE(config->json);
   EXPECT_EQ(config->deadline, absl::Seconds(5));
 
-  config = ParseCliArgs({"detect", "x.png", "--no-masks", "--ca-cert", "ca.pem",
-                         "--server-name", "svc", "--visualize", "out"});
+  config = ParseCliArgs({"detect", "x.png", "--no-masks", "--ca-cert", "ca.pem", "--server-name",
+                         "svc", "--visualize", "out"});
   ASSERT_TRUE(config.ok()) << config.status();
   EXPECT_FALSE(config->request.masks);
   EXPECT_TRUE(config->channel.tls);  // implied by --ca-cert
@@ -63,8 +63,7 @@ TEST(CliOptionsTest, ErrorsNameTheArgument) {
               HasSubstr("--counts-only"));
   EXPECT_THAT(ErrorOf({"classify", "a.jpg", "--target", "a:1", "--target", "b:2"}),
               HasSubstr("--target"));
-  EXPECT_THAT(ErrorOf({"classify", "a.jpg", "--client-cert", "c.pem"}),
-              HasSubstr("--client-key"));
+  EXPECT_THAT(ErrorOf({"classify", "a.jpg", "--client-cert", "c.pem"}), HasSubstr("--client-key"));
   EXPECT_THAT(ErrorOf({"classify", "a.jpg", "--server-name", "x"}), HasSubstr("--tls"));
   EXPECT_THAT(ErrorOf({"classify", "a.jpg", "--service", "x"}), HasSubstr("health only"));
 }

@@ -82,25 +82,23 @@ std::string DetectTable(const std::string& file, const pb::DetectResponse& respo
   for (int i = 0; i < response.detections_size(); ++i) {
     const pb::Detection& d = response.detections(i);
     const auto& counts = d.mask().counts();
-    rows.push_back({absl::StrCat(i + 1), absl::StrCat(d.class_id()),
-                    absl::StrFormat("%.3f", d.score()), absl::StrFormat("%.1f", d.box().x1()),
-                    absl::StrFormat("%.1f", d.box().y1()), absl::StrFormat("%.1f", d.box().x2()),
-                    absl::StrFormat("%.1f", d.box().y2()),
-                    d.has_mask() ? absl::StrCat(RleArea(absl::MakeConstSpan(counts.data(),
-                                                                            counts.size())))
-                                 : "-",
-                    d.label()});
+    rows.push_back(
+        {absl::StrCat(i + 1), absl::StrCat(d.class_id()), absl::StrFormat("%.3f", d.score()),
+         absl::StrFormat("%.1f", d.box().x1()), absl::StrFormat("%.1f", d.box().y1()),
+         absl::StrFormat("%.1f", d.box().x2()), absl::StrFormat("%.1f", d.box().y2()),
+         d.has_mask() ? absl::StrCat(RleArea(absl::MakeConstSpan(counts.data(), counts.size())))
+                      : "-",
+         d.label()});
   }
-  return absl::StrCat(file, ": ", response.detections_size(), " detections in ",
-                      response.image_width(), "x", response.image_height(), ", ",
-                      TimingSummary(response.metadata()), "\n",
-                      FormatTable(rows, {true, true, true, true, true, true, true, true, false},
-                                  "  "));
+  return absl::StrCat(
+      file, ": ", response.detections_size(), " detections in ", response.image_width(), "x",
+      response.image_height(), ", ", TimingSummary(response.metadata()), "\n",
+      FormatTable(rows, {true, true, true, true, true, true, true, true, false}, "  "));
 }
 
 std::string SegmentTable(const std::string& file, const pb::SegmentResponse& response) {
-  const double total = std::max<double>(1.0, static_cast<double>(response.width()) *
-                                                 response.height());
+  const double total =
+      std::max<double>(1.0, static_cast<double>(response.width()) * response.height());
   std::vector<std::vector<std::string>> rows = {{"class", "pixels", "share", "label"}};
   for (const pb::ClassPixels& c : response.class_pixels()) {
     rows.push_back({absl::StrCat(c.class_id()), absl::StrCat(c.pixels()),
@@ -126,11 +124,12 @@ std::string ModelsTable(const pb::ListModelsResponse& response) {
                     absl::StrCat(m.class_names_size()), absl::StrJoin(m.devices(), ","),
                     m.precision(), absl::StrCat(m.batching().max_batch_size()),
                     m.real_weights() ? m.weights_source()
-                                     : absl::StrCat(m.weights_source(), " (random: answers are "
-                                                                        "meaningless)")});
+                                     : absl::StrCat(m.weights_source(),
+                                                    " (random: answers are "
+                                                    "meaningless)")});
   }
-  return FormatTable(rows, {false, false, false, false, false, false, true, false, false, true,
-                            false});
+  return FormatTable(rows,
+                     {false, false, false, false, false, false, true, false, false, true, false});
 }
 
 std::string ToJson(const google::protobuf::Message& message) {
@@ -147,15 +146,11 @@ std::string ToJson(const google::protobuf::Message& message) {
 // file could not be read or decoded).
 void AddError(JsonWriter& json, grpc::StatusCode code, absl::string_view message, bool local) {
   json.Key("ok").Bool(false);
-  json.Key("error")
-      .BeginObject()
-      .Key("code")
-      .String(StatusCodeName(code))
-      .Key("message")
-      .String(message)
-      .Key("local")
-      .Bool(local)
-      .EndObject();
+  json.Key("error").BeginObject();
+  json.Key("code").String(StatusCodeName(code));
+  json.Key("message").String(message);
+  json.Key("local").Bool(local);
+  json.EndObject();
 }
 
 void PrintRpcError(std::ostream& err, absl::string_view what, const grpc::Status& status) {
@@ -172,7 +167,9 @@ std::string VisualizationPath(const std::string& dir, const std::string& input,
                               absl::string_view command, std::set<std::string>& used) {
   const std::string stem = fs::path(input).stem().string();
   std::string name = absl::StrCat(stem, ".", command, ".png");
-  for (int n = 2; used.count(name) > 0; ++n) name = absl::StrCat(stem, "-", n, ".", command, ".png");
+  for (int n = 2; used.count(name) > 0; ++n) {
+    name = absl::StrCat(stem, "-", n, ".", command, ".png");
+  }
   used.insert(name);
   return (fs::path(dir) / name).string();
 }
@@ -217,11 +214,11 @@ int RunHealth(const CliConfig& config, const std::shared_ptr<grpc::Channel>& cha
   const std::string name = HealthCheckResponse::ServingStatus_Name(response.status());
   if (config.json) {
     JsonWriter json;
-    json.BeginObject()
-        .Key("target").String(config.channel.target)
-        .Key("service").String(config.health_service)
-        .Key("status").String(name)
-        .EndObject();
+    json.BeginObject();
+    json.Key("target").String(config.channel.target);
+    json.Key("service").String(config.health_service);
+    json.Key("status").String(name);
+    json.EndObject();
     out << json.str();
   } else {
     out << config.channel.target << ": " << name << "\n";
@@ -276,8 +273,7 @@ std::string AnswerTable(const CliConfig& config, const std::string& file, const 
   }
 }
 
-absl::StatusOr<cv::Mat> Draw(const CliConfig& config, const cv::Mat& image,
-                             const Answer& answer) {
+absl::StatusOr<cv::Mat> Draw(const CliConfig& config, const cv::Mat& image, const Answer& answer) {
   switch (config.command) {
     case CliCommand::kDetect:
       return DrawDetections(image, static_cast<const pb::DetectResponse&>(*answer.response));
@@ -307,10 +303,10 @@ int RunInference(const CliConfig& config, const std::shared_ptr<grpc::Channel>& 
   const std::string command(VisionTaskName(TaskOfCommand(config.command)));
   auto stub = pb::VisionService::NewStub(channel);
   JsonWriter json;
-  json.BeginObject()
-      .Key("command").String(command)
-      .Key("target").String(config.channel.target)
-      .Key("results").BeginArray();
+  json.BeginObject();
+  json.Key("command").String(command);
+  json.Key("target").String(config.channel.target);
+  json.Key("results").BeginArray();
   int exit_code = kExitOk;
   auto fail = [&exit_code](int code) {
     if (exit_code == kExitOk) exit_code = code;

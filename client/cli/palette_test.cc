@@ -28,7 +28,8 @@ TEST(PaletteTest, ParserReportsTheBadLine) {
   ASSERT_TRUE(ok.ok());
   ASSERT_EQ(ok->size(), 2u);
   EXPECT_EQ((*ok)[1].bgr, cv::Scalar(6, 5, 4));
-  for (const char* bad : {"0\ta\t1\t2\n", "1\ta\t1\t2\t3\n", "0\ta\t1\t2\t300\n", "0\t\t1\t2\t3\n"}) {
+  for (const char* bad :
+       {"0\ta\t1\t2\n", "1\ta\t1\t2\t3\n", "0\ta\t1\t2\t300\n", "0\t\t1\t2\t3\n"}) {
     auto parsed = ParsePaletteTsv(std::string("# h\n") + bad);
     ASSERT_FALSE(parsed.ok()) << bad;
     EXPECT_THAT(std::string(parsed.status().message()), HasSubstr("palette line 2"));

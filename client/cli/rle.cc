@@ -18,9 +18,8 @@ absl::StatusOr<cv::Mat> DecodeRle(int height, int width, absl::Span<const uint32
   int64_t total = 0;
   for (uint32_t run : counts) total += run;
   if (total != pixels) {
-    return absl::InvalidArgumentError(absl::StrCat("mask: runs add up to ", total,
-                                                   " pixels, expected ", width, "x", height, " = ",
-                                                   pixels));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "mask: runs add up to ", total, " pixels, expected ", width, "x", height, " = ", pixels));
   }
   // Column-major data is the row-major data of the transposed (width x height) mask.
   cv::Mat transposed(width, height, CV_8UC1);

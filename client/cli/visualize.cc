@@ -96,10 +96,9 @@ cv::Mat DrawClassification(const cv::Mat& image, const pb::ClassifyResponse& res
   int text_width = 0;
   for (int i = 0; i < response.classes_size(); ++i) {
     const pb::ClassScore& c = response.classes(i);
-    rows.push_back(absl::StrFormat("%d. %s  %.1f%%", i + 1,
-                                   c.label().empty() ? absl::StrCat("class ", c.class_id())
-                                                     : c.label(),
-                                   100.0 * c.score()));
+    rows.push_back(absl::StrFormat(
+        "%d. %s  %.1f%%", i + 1,
+        c.label().empty() ? absl::StrCat("class ", c.class_id()) : c.label(), 100.0 * c.score()));
     text_width = std::max(text_width,
                           cv::getTextSize(rows.back(), kFont, scale, thickness, &baseline).width);
   }
@@ -111,7 +110,8 @@ cv::Mat DrawClassification(const cv::Mat& image, const pb::ClassifyResponse& res
   for (size_t i = 0; i < rows.size(); ++i) {
     const int y = line * static_cast<int>(i + 1) - line / 4;
     const cv::Scalar colour = InstanceColour(static_cast<int>(i));
-    const int filled = static_cast<int>(bar_width * std::clamp(response.classes(i).score(), 0.f, 1.f));
+    const int filled =
+        static_cast<int>(bar_width * std::clamp(response.classes(i).score(), 0.f, 1.f));
     const cv::Rect bar(margin, y - line / 2, std::max(1, filled), line / 3);
     cv::rectangle(canvas, bar, colour, cv::FILLED);
     cv::putText(canvas, rows[i], {2 * margin + bar_width, y}, kFont, scale,
@@ -165,11 +165,11 @@ absl::StatusOr<cv::Mat> DrawDetections(const cv::Mat& image, const pb::DetectRes
     const pb::Detection& detection = response.detections(i);
     const cv::Scalar colour = InstanceColour(i);
     const cv::Point top_left = top_left_of(detection.box());
-    const std::string label = absl::StrFormat(
-        "%s %.2f",
-        detection.label().empty() ? absl::StrCat("class ", detection.class_id())
-                                  : detection.label(),
-        detection.score());
+    const std::string label =
+        absl::StrFormat("%s %.2f",
+                        detection.label().empty() ? absl::StrCat("class ", detection.class_id())
+                                                  : detection.label(),
+                        detection.score());
     Tag tag = MakeTag(canvas, label, top_left, colour, scale, thickness);
     if (top_left.y - tag.box.height >= 0) tag.box.y = top_left.y - tag.box.height;
     for (bool moved = true; moved && tag.box.br().y + tag.box.height <= canvas.rows;) {
@@ -196,14 +196,14 @@ absl::StatusOr<cv::Mat> DrawSegmentation(const cv::Mat& image,
   cv::Mat encoded(1, static_cast<int>(png.size()), CV_8UC1, const_cast<char*>(png.data()));
   const cv::Mat labels = cv::imdecode(encoded, cv::IMREAD_UNCHANGED);
   if (labels.empty() || labels.channels() != 1 ||
-      (labels.depth() != CV_8U && labels.depth() != CV_16U) ||
-      labels.cols != response.width() || labels.rows != response.height()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "segmentation: expected a one-channel 8/16-bit PNG label map of ", response.width(), "x",
-        response.height(), ", got ",
-        labels.empty() ? std::string("bytes that do not decode")
-                       : absl::StrCat(labels.cols, "x", labels.rows, " with ", labels.channels(),
-                                      " channel(s)")));
+      (labels.depth() != CV_8U && labels.depth() != CV_16U) || labels.cols != response.width() ||
+      labels.rows != response.height()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("segmentation: expected a one-channel 8/16-bit PNG label map of ",
+                     response.width(), "x", response.height(), ", got ",
+                     labels.empty() ? std::string("bytes that do not decode")
+                                    : absl::StrCat(labels.cols, "x", labels.rows, " with ",
+                                                   labels.channels(), " channel(s)")));
   }
   cv::Mat labels32;
   labels.convertTo(labels32, CV_32S);
@@ -239,17 +239,16 @@ absl::StatusOr<cv::Mat> DrawSegmentation(const cv::Mat& image,
   int text_width = 0;
   for (int i = 0; i < shown; ++i) {
     const pb::ClassPixels& c = response.class_pixels(i);
-    texts.push_back(absl::StrFormat("%s %.1f%%",
-                                    c.label().empty() ? absl::StrCat("class ", c.class_id())
-                                                      : c.label(),
-                                    100.0 * c.pixels() / std::max<int64_t>(1, total)));
-    text_width =
-        std::max(text_width, cv::getTextSize(texts.back(), kFont, scale, thickness, &baseline).width);
+    texts.push_back(absl::StrFormat(
+        "%s %.1f%%", c.label().empty() ? absl::StrCat("class ", c.class_id()) : c.label(),
+        100.0 * c.pixels() / std::max<int64_t>(1, total)));
+    text_width = std::max(text_width,
+                          cv::getTextSize(texts.back(), kFont, scale, thickness, &baseline).width);
   }
   if (shown < classes) {
     texts.push_back(absl::StrCat("+", classes - shown, " more"));
-    text_width =
-        std::max(text_width, cv::getTextSize(texts.back(), kFont, scale, thickness, &baseline).width);
+    text_width = std::max(text_width,
+                          cv::getTextSize(texts.back(), kFont, scale, thickness, &baseline).width);
   }
   const int margin = line / 3;
   const int swatch = line * 2 / 3;
@@ -265,8 +264,8 @@ absl::StatusOr<cv::Mat> DrawSegmentation(const cv::Mat& image,
                     cv::FILLED);
       cv::rectangle(canvas, box, cv::Scalar(255, 255, 255), 1);
     }
-    cv::putText(canvas, texts[i], {2 * margin + swatch, y}, kFont, scale,
-                cv::Scalar(255, 255, 255), thickness, cv::LINE_AA);
+    cv::putText(canvas, texts[i], {2 * margin + swatch, y}, kFont, scale, cv::Scalar(255, 255, 255),
+                thickness, cv::LINE_AA);
   }
   return canvas;
 }

@@ -85,7 +85,7 @@ TEST(VisualizeTest, DetectionsResizeTheImageToTheAnswerSize) {
 TEST(VisualizeTest, SegmentationBlendsPaletteColoursAndDrawsALegend) {
   const cv::Mat image(120, 200, CV_8UC3, cv::Scalar(0, 0, 0));
   cv::Mat labels(120, 200, CV_8UC1, cv::Scalar(2));  // sky
-  labels(cv::Rect(100, 0, 100, 120)).setTo(4);         // tree on the right half
+  labels(cv::Rect(100, 0, 100, 120)).setTo(4);       // tree on the right half
   std::vector<uchar> png;
   cv::imencode(".png", labels, png);
   pb::SegmentResponse response;
@@ -130,8 +130,7 @@ TEST(VisualizeTest, ClassificationDrawsTheLabelsOnTheImage) {
   ASSERT_EQ(drawn.size(), image.size());
   // Text and bar land in the top-left panel; the rest of the image is unchanged.
   EXPECT_GT(ChangedPixels(image(cv::Rect(0, 0, 150, 30)), drawn(cv::Rect(0, 0, 150, 30))), 200);
-  EXPECT_EQ(ChangedPixels(image(cv::Rect(0, 100, 300, 100)), drawn(cv::Rect(0, 100, 300, 100))),
-            0);
+  EXPECT_EQ(ChangedPixels(image(cv::Rect(0, 100, 300, 100)), drawn(cv::Rect(0, 100, 300, 100))), 0);
 }
 
 }  // namespace

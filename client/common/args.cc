@@ -50,8 +50,7 @@ absl::StatusOr<ParsedArgs> ParsedArgs::Parse(const std::vector<std::string>& arg
     }
     const FlagSpec* spec = FindSpec(specs, name);
     if (spec == nullptr) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("unknown option '--", name, "' (see --help)"));
+      return absl::InvalidArgumentError(absl::StrCat("unknown option '--", name, "' (see --help)"));
     }
     if (!spec->repeatable && parsed.Has(spec->name)) {
       return absl::InvalidArgumentError(absl::StrCat("--", name, " was given more than once"));
@@ -59,8 +58,8 @@ absl::StatusOr<ParsedArgs> ParsedArgs::Parse(const std::vector<std::string>& arg
     auto& values = parsed.values_[spec->name];
     if (!spec->takes_value) {
       if (has_inline_value) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "--", name, " is a switch and takes no value, got '", inline_value, "'"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("--", name, " is a switch and takes no value, got '", inline_value, "'"));
       }
       // A switch is recorded with no values: Has() looks at the key.
       continue;
@@ -104,8 +103,7 @@ absl::StatusOr<double> ParsedArgs::GetDouble(absl::string_view name, double fall
 }
 
 absl::StatusOr<absl::Duration> ParsedArgs::GetDuration(absl::string_view name,
-                                                       absl::Duration fallback,
-                                                       absl::Duration min,
+                                                       absl::Duration fallback, absl::Duration min,
                                                        absl::Duration max) const {
   const auto& values = Values(name);
   if (values.empty()) return fallback;
@@ -116,8 +114,8 @@ absl::StatusOr<int64_t> ParseIntValue(absl::string_view flag, absl::string_view 
                                       int64_t max) {
   int64_t value = 0;
   if (!absl::SimpleAtoi(text, &value) || value < min || value > max) {
-    return absl::InvalidArgumentError(absl::StrCat(flag, ": expected an integer in [", min, ", ",
-                                                   max, "], got '", text, "'"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(flag, ": expected an integer in [", min, ", ", max, "], got '", text, "'"));
   }
   return value;
 }
@@ -126,8 +124,8 @@ absl::StatusOr<double> ParseDoubleValue(absl::string_view flag, absl::string_vie
                                         double max) {
   double value = 0;
   if (!absl::SimpleAtod(text, &value) || !std::isfinite(value) || value < min || value > max) {
-    return absl::InvalidArgumentError(absl::StrCat(flag, ": expected a number in [", min, ", ",
-                                                   max, "], got '", text, "'"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(flag, ": expected a number in [", min, ", ", max, "], got '", text, "'"));
   }
   return value;
 }
@@ -136,10 +134,9 @@ absl::StatusOr<absl::Duration> ParseDurationValue(absl::string_view flag, absl::
                                                   absl::Duration min, absl::Duration max) {
   absl::Duration value;
   if (!absl::ParseDuration(text, &value) || value < min || value > max) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(flag, ": expected a duration such as 500ms, 5s or 2m in [",
-                     absl::FormatDuration(min), ", ", absl::FormatDuration(max), "], got '", text,
-                     "'"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        flag, ": expected a duration such as 500ms, 5s or 2m in [", absl::FormatDuration(min), ", ",
+        absl::FormatDuration(max), "], got '", text, "'"));
   }
   return value;
 }

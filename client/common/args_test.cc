@@ -13,7 +13,7 @@ using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
 const std::vector<FlagSpec> kSpecs = {
-    {"help", false}, {"json", false}, {"model", true}, {"top-k", true},
+    {"help", false},        {"json", false},    {"model", true},     {"top-k", true},
     {"target", true, true}, {"deadline", true}, {"rate", true, true}};
 
 absl::StatusOr<ParsedArgs> Parse(std::vector<std::string> args) {
@@ -63,8 +63,8 @@ TEST(ArgsTest, ErrorsNameTheOptionAndWhatCame) {
   auto top_k = args->GetInt("top-k", 0, 1, 10);
   ASSERT_FALSE(top_k.ok());
   EXPECT_EQ(top_k.status().message(), "--top-k: expected an integer in [1, 10], got 'abc'");
-  auto deadline = args->GetDuration("deadline", absl::Seconds(1), absl::Milliseconds(1),
-                                    absl::Hours(1));
+  auto deadline =
+      args->GetDuration("deadline", absl::Seconds(1), absl::Milliseconds(1), absl::Hours(1));
   ASSERT_FALSE(deadline.ok());
   EXPECT_THAT(std::string(deadline.status().message()),
               HasSubstr("--deadline: expected a duration such as 500ms"));

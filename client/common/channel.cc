@@ -35,8 +35,8 @@ const char* ConnectivityName(grpc_connectivity_state state) {
 }  // namespace
 
 std::vector<FlagSpec> ChannelFlagSpecs() {
-  return {{"target", true, true},       {"tls", false},         {"ca-cert", true},
-          {"client-cert", true},        {"client-key", true},   {"server-name", true}};
+  return {{"target", true, true}, {"tls", false},       {"ca-cert", true},
+          {"client-cert", true},  {"client-key", true}, {"server-name", true}};
 }
 
 absl::Status ApplyTlsFlags(const ParsedArgs& args, ChannelOptions* options) {
@@ -132,9 +132,8 @@ absl::Status WaitForReady(grpc::Channel& channel, const std::string& target,
     }
     if (!channel.WaitForStateChange(state, deadline)) {
       return absl::UnavailableError(absl::StrCat("cannot connect to '", target, "' within ",
-                                                 absl::FormatDuration(timeout),
-                                                 " (channel state ", ConnectivityName(state),
-                                                 ")"));
+                                                 absl::FormatDuration(timeout), " (channel state ",
+                                                 ConnectivityName(state), ")"));
     }
   }
 }

@@ -11,9 +11,9 @@ namespace {
 using ::testing::HasSubstr;
 
 TEST(ChannelTest, AcceptsHostPortAndTargetUris) {
-  for (const char* target : {"localhost:50051", "10.0.0.7:1", "[::1]:50051", "svc.ns:65535",
-                             "dns:///svc.ns:50051", "ipv4:127.0.0.1:1,127.0.0.1:2",
-                             "unix:/tmp/socket"}) {
+  for (const char* target :
+       {"localhost:50051", "10.0.0.7:1", "[::1]:50051", "svc.ns:65535", "dns:///svc.ns:50051",
+        "ipv4:127.0.0.1:1,127.0.0.1:2", "unix:/tmp/socket"}) {
     EXPECT_TRUE(ValidateTarget(target).ok()) << target;
   }
 }

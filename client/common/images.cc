@@ -41,8 +41,7 @@ absl::StatusOr<std::vector<std::string>> ExpandImagePaths(const std::vector<std:
       continue;
     }
     std::vector<std::string> found;
-    for (fs::recursive_directory_iterator it(path, ec), end; !ec && it != end;
-         it.increment(ec)) {
+    for (fs::recursive_directory_iterator it(path, ec), end; !ec && it != end; it.increment(ec)) {
       if (it->is_regular_file(ec) && HasImageExtension(it->path())) {
         found.push_back(it->path().string());
       }
@@ -62,14 +61,13 @@ absl::StatusOr<std::vector<std::string>> ExpandImagePaths(const std::vector<std:
 }
 
 absl::StatusOr<cv::Mat> DecodeImage(absl::string_view name, absl::string_view bytes) {
-  cv::Mat encoded(1, static_cast<int>(bytes.size()), CV_8UC1,
-                  const_cast<char*>(bytes.data()));
+  cv::Mat encoded(1, static_cast<int>(bytes.size()), CV_8UC1, const_cast<char*>(bytes.data()));
   cv::Mat image;
   if (!bytes.empty()) image = cv::imdecode(encoded, cv::IMREAD_COLOR);
   if (image.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        name, ": expected a JPEG, PNG, WebP or BMP image, got ", bytes.size(),
-        " bytes that do not decode"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(name, ": expected a JPEG, PNG, WebP or BMP image, got ", bytes.size(),
+                     " bytes that do not decode"));
   }
   return image;
 }
@@ -143,9 +141,10 @@ absl::StatusOr<ImageSize> ParseImageSize(absl::string_view flag, absl::string_vi
   const size_t x = text.find('x');
   ImageSize size;
   if (x == absl::string_view::npos || !absl::SimpleAtoi(text.substr(0, x), &size.width) ||
-      !absl::SimpleAtoi(text.substr(x + 1), &size.height) || size.width < 1 ||
-      size.height < 1 || size.width > kMaxSide || size.height > kMaxSide) {
-    return absl::InvalidArgumentError(absl::StrCat(flag, ": expected WIDTHxHEIGHT with sides in [1, ",
+      !absl::SimpleAtoi(text.substr(x + 1), &size.height) || size.width < 1 || size.height < 1 ||
+      size.width > kMaxSide || size.height > kMaxSide) {
+    return absl::InvalidArgumentError(absl::StrCat(flag,
+                                                   ": expected WIDTHxHEIGHT with sides in [1, ",
                                                    kMaxSide, "], e.g. 640x480, got '", text, "'"));
   }
   return size;

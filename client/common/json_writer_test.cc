@@ -9,15 +9,15 @@ namespace {
 
 TEST(JsonWriterTest, WritesNestedDocumentsWithIndentation) {
   JsonWriter json;
-  json.BeginObject()
-      .Key("name").String("a\"b\\c\n")
-      .Key("count").Int(-3)
-      .Key("p50").Double(1.25)
-      .Key("nan").Double(std::numeric_limits<double>::quiet_NaN())
-      .Key("ok").Bool(true)
-      .Key("list").BeginArray().Int(1).BeginObject().EndObject().BeginArray().EndArray().EndArray()
-      .Key("none").Null()
-      .EndObject();
+  json.BeginObject();
+  json.Key("name").String("a\"b\\c\n");
+  json.Key("count").Int(-3);
+  json.Key("p50").Double(1.25);
+  json.Key("nan").Double(std::numeric_limits<double>::quiet_NaN());
+  json.Key("ok").Bool(true);
+  json.Key("list").BeginArray().Int(1).BeginObject().EndObject().BeginArray().EndArray().EndArray();
+  json.Key("none").Null();
+  json.EndObject();
   EXPECT_EQ(json.str(),
             "{\n"
             "  \"name\": \"a\\\"b\\\\c\\n\",\n"

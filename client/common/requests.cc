@@ -14,8 +14,8 @@ struct TaskOption {
   VisionTask task;
 };
 constexpr TaskOption kTaskOptions[] = {
-    {"top-k", VisionTask::kClassify},          {"score-threshold", VisionTask::kDetect},
-    {"max-detections", VisionTask::kDetect},   {"no-masks", VisionTask::kDetect},
+    {"top-k", VisionTask::kClassify},        {"score-threshold", VisionTask::kDetect},
+    {"max-detections", VisionTask::kDetect}, {"no-masks", VisionTask::kDetect},
     {"counts-only", VisionTask::kSegment},
 };
 
@@ -47,8 +47,12 @@ absl::string_view ProtoTaskName(pb::Task task) {
 }
 
 std::vector<FlagSpec> RequestFlagSpecs() {
-  return {{"model", true},          {"top-k", true},      {"score-threshold", true},
-          {"max-detections", true}, {"no-masks", false},  {"counts-only", false},
+  return {{"model", true},
+          {"top-k", true},
+          {"score-threshold", true},
+          {"max-detections", true},
+          {"no-masks", false},
+          {"counts-only", false},
           {"raw", false}};
 }
 
@@ -70,9 +74,9 @@ absl::StatusOr<RequestOptions> ParseRequestFlags(const ParsedArgs& args, VisionT
   options.top_k = static_cast<int>(*top_k);
   auto threshold = args.GetDouble("score-threshold", 0.0, 0.0, 1.0);
   if (!threshold.ok() || *threshold >= 1.0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--score-threshold: expected a number in [0, 1), got '",
-        args.GetString("score-threshold", ""), "'"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--score-threshold: expected a number in [0, 1), got '",
+                     args.GetString("score-threshold", ""), "'"));
   }
   options.score_threshold = static_cast<float>(*threshold);
   auto max_detections = args.GetInt("max-detections", 0, 0, 10000);

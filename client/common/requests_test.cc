@@ -52,10 +52,9 @@ TEST(RequestsTest, RejectsOptionsOfAnotherTask) {
 }
 
 TEST(RequestsTest, RejectsOutOfRangeValues) {
-  EXPECT_THAT(std::string(ParseFor(VisionTask::kDetect, {"--score-threshold", "1"})
-                              .status()
-                              .message()),
-              HasSubstr("--score-threshold: expected a number in [0, 1), got '1'"));
+  EXPECT_THAT(
+      std::string(ParseFor(VisionTask::kDetect, {"--score-threshold", "1"}).status().message()),
+      HasSubstr("--score-threshold: expected a number in [0, 1), got '1'"));
   EXPECT_FALSE(ParseFor(VisionTask::kDetect, {"--score-threshold", "-0.1"}).ok());
   EXPECT_FALSE(ParseFor(VisionTask::kDetect, {"--max-detections", "-1"}).ok());
   EXPECT_FALSE(ParseFor(VisionTask::kClassify, {"--top-k", "0"}).ok());

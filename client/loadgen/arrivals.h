@@ -34,8 +34,8 @@ class ArrivalSchedule {
   ArrivalProcess process_;
   double rate_;
   std::mt19937_64 rng_;
-  int64_t index_ = 0;       // constant: arrivals handed out so far
-  double time_s_ = 0.0;     // poisson: running sum of the gaps
+  int64_t index_ = 0;    // constant: arrivals handed out so far
+  double time_s_ = 0.0;  // poisson: running sum of the gaps
 };
 
 }  // namespace iis::client

@@ -11,7 +11,7 @@
 namespace iis::client {
 namespace {
 
-constexpr double kPercentiles[] = {0,  0.1, 1,  5,    10,    25,     50,   75,
+constexpr double kPercentiles[] = {0,  0.1, 1,  5,    10,   25,    50,     75,
                                    90, 95,  99, 99.5, 99.9, 99.99, 99.999, 100};
 
 // The exact percentile of a sorted sample under the histogram's rank rule.
@@ -60,7 +60,9 @@ std::vector<int64_t> Bimodal(int n, std::mt19937_64& rng) {
   std::normal_distribution<double> fast(1e6, 5e4), slow(5e7, 2e6);
   std::bernoulli_distribution is_slow(0.1);
   std::vector<int64_t> v(n);
-  for (auto& x : v) x = std::max<int64_t>(1, static_cast<int64_t>(is_slow(rng) ? slow(rng) : fast(rng)));
+  for (auto& x : v) {
+    x = std::max<int64_t>(1, static_cast<int64_t>(is_slow(rng) ? slow(rng) : fast(rng)));
+  }
   return v;
 }
 

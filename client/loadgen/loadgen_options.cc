@@ -15,13 +15,24 @@ namespace {
 std::vector<FlagSpec> LoadgenFlagSpecs() {
   std::vector<FlagSpec> specs = ChannelFlagSpecs();
   for (FlagSpec& spec : RequestFlagSpecs()) specs.push_back(std::move(spec));
-  const std::vector<FlagSpec> own = {
-      {"help", false},          {"rpc", true},          {"concurrency", true, true},
-      {"rate", true, true},     {"arrivals", true},     {"seed", true},
-      {"warmup", true},         {"duration", true},     {"requests", true},
-      {"deadline", true},       {"max-outstanding", true}, {"connections", true},
-      {"connect-timeout", true}, {"synthetic", true, true}, {"json", true},
-      {"csv", true},            {"plot", true},         {"no-progress", false}};
+  const std::vector<FlagSpec> own = {{"help", false},
+                                     {"rpc", true},
+                                     {"concurrency", true, true},
+                                     {"rate", true, true},
+                                     {"arrivals", true},
+                                     {"seed", true},
+                                     {"warmup", true},
+                                     {"duration", true},
+                                     {"requests", true},
+                                     {"deadline", true},
+                                     {"max-outstanding", true},
+                                     {"connections", true},
+                                     {"connect-timeout", true},
+                                     {"synthetic", true, true},
+                                     {"json", true},
+                                     {"csv", true},
+                                     {"plot", true},
+                                     {"no-progress", false}};
   specs.insert(specs.end(), own.begin(), own.end());
   return specs;
 }
@@ -79,14 +90,13 @@ absl::Status ParseSteps(const ParsedArgs& args, LoadgenConfig* config) {
 absl::Status ParseBounds(const ParsedArgs& args, LoadgenConfig* config) {
   auto warmup = args.GetDuration("warmup", absl::ZeroDuration(), absl::ZeroDuration(), kMaxWarmup);
   if (!warmup.ok()) return warmup.status();
-  auto duration = args.GetDuration("duration", absl::ZeroDuration(), absl::Milliseconds(1),
-                                   kMaxStepDuration);
+  auto duration =
+      args.GetDuration("duration", absl::ZeroDuration(), absl::Milliseconds(1), kMaxStepDuration);
   if (!duration.ok()) return duration.status();
   auto requests = args.GetInt("requests", 0, 1, kMaxRequestsPerStep);
   if (!requests.ok()) return requests.status();
   if (!args.Has("duration") && !args.Has("requests")) {
-    return Invalid(
-        "expected --duration (e.g. 20s) or --requests N: every run must end by itself");
+    return Invalid("expected --duration (e.g. 20s) or --requests N: every run must end by itself");
   }
   config->run.warmup = *warmup;
   config->run.duration = *duration;
@@ -117,14 +127,14 @@ absl::Status ParseInputs(const ParsedArgs& args, LoadgenConfig* config) {
   }
   if (!RpcTakesImages(config->rpc)) {
     if (!config->image_paths.empty() || !config->synthetic.empty()) {
-      return Invalid(absl::StrCat("--rpc ", LoadRpcName(config->rpc),
-                                  " sends no image, got image arguments"));
+      return Invalid(
+          absl::StrCat("--rpc ", LoadRpcName(config->rpc), " sends no image, got image arguments"));
     }
     for (const FlagSpec& spec : RequestFlagSpecs()) {
       if (spec.name == "model" && config->rpc == LoadRpc::kGetModel) continue;
       if (args.Has(spec.name)) {
-        return Invalid(absl::StrCat("--", spec.name, " does not apply to --rpc ",
-                                    LoadRpcName(config->rpc)));
+        return Invalid(
+            absl::StrCat("--", spec.name, " does not apply to --rpc ", LoadRpcName(config->rpc)));
       }
     }
     config->request.model = args.GetString("model", "");

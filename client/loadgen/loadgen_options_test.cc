@@ -34,10 +34,10 @@ TEST(LoadgenOptionsTest, ParsesTheDocumentedClosedLoopForm) {
 }
 
 TEST(LoadgenOptionsTest, ParsesSweepsTargetsAndOpenLoops) {
-  auto config = ParseLoadgenArgs({"--target", "a:1,b:2", "--target", "c:3", "--rate", "5,10",
-                                  "--rate", "20", "--arrivals", "constant", "--requests", "100",
-                                  "--warmup", "2s", "--synthetic", "320x240,64x64", "img.jpg",
-                                  "--plot", "p.png"});
+  auto config =
+      ParseLoadgenArgs({"--target", "a:1,b:2", "--target", "c:3", "--rate", "5,10", "--rate", "20",
+                        "--arrivals", "constant", "--requests", "100", "--warmup", "2s",
+                        "--synthetic", "320x240,64x64", "img.jpg", "--plot", "p.png"});
   ASSERT_TRUE(config.ok()) << config.status();
   EXPECT_THAT(config->targets, ElementsAre("a:1", "b:2", "c:3"));
   ASSERT_EQ(config->steps.size(), 3u);
@@ -49,8 +49,8 @@ TEST(LoadgenOptionsTest, ParsesSweepsTargetsAndOpenLoops) {
   EXPECT_EQ(config->synthetic.size(), 2u);
   EXPECT_THAT(config->image_paths, ElementsAre("img.jpg"));
 
-  config = ParseLoadgenArgs({"--rpc", "getmodel", "--model", "m", "--concurrency", "1,2,4",
-                             "--duration", "1s"});
+  config = ParseLoadgenArgs(
+      {"--rpc", "getmodel", "--model", "m", "--concurrency", "1,2,4", "--duration", "1s"});
   ASSERT_TRUE(config.ok()) << config.status();
   EXPECT_EQ(config->steps.size(), 3u);
   EXPECT_EQ(config->request.model, "m");
@@ -90,9 +90,9 @@ TEST(LoadgenOptionsTest, ErrorsNameTheArgument) {
 
 TEST(LoadgenOptionsTest, HelpDocumentsTheOptionsAndExitCodes) {
   const std::string help = LoadgenHelp();
-  for (const char* needle : {"--concurrency", "--rate", "--arrivals", "--warmup", "--duration",
-                             "--requests", "--synthetic", "--json", "--csv", "--plot",
-                             "INTENDED", "Exit codes", "UNAVAILABLE"}) {
+  for (const char* needle :
+       {"--concurrency", "--rate", "--arrivals", "--warmup", "--duration", "--requests",
+        "--synthetic", "--json", "--csv", "--plot", "INTENDED", "Exit codes", "UNAVAILABLE"}) {
     EXPECT_THAT(help, HasSubstr(needle));
   }
 }

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -43,8 +44,8 @@ absl::StatusOr<std::vector<InputImage>> LoadImages(const LoadgenConfig& config) 
     auto files = ExpandImagePaths(config.image_paths);
     if (!files.ok()) return files.status();
     if (static_cast<int>(files->size()) > kMaxImages) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "expected at most ", kMaxImages, " images, got ", files->size(), " files"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("expected at most ", kMaxImages, " images, got ", files->size(), " files"));
     }
     int64_t total = 0;
     for (const std::string& file : *files) {
@@ -80,6 +81,15 @@ int Main(int argc, char** argv) {
     return kExitOk;
   }
 
+  // Output files are created now, so a wrong path fails before the run rather than after it.
+  const std::pair<const char*, const std::string*> outputs[] = {
+      {"--json", &config.json_path}, {"--csv", &config.csv_path}, {"--plot", &config.plot_path}};
+  for (const auto& [option, path] : outputs) {
+    if (path->empty()) continue;
+    if (absl::Status created = WriteStringToFile(*path, ""); !created.ok()) {
+      return Fail(kExitIo, absl::StrCat(option, ": ", created.message()));
+    }
+  }
   auto images = LoadImages(config);
   if (!images.ok()) return Fail(kExitIo, images.status().message());
 
@@ -109,8 +119,7 @@ int Main(int argc, char** argv) {
   RunOptions run = config.run;
   run.progress = !config.no_progress && isatty(STDERR_FILENO);
   run.interrupt = &g_interrupted;
-  LoadRunner runner(std::move(endpoints), static_cast<int>(config.targets.size()), *workload,
-                    run);
+  LoadRunner runner(std::move(endpoints), static_cast<int>(config.targets.size()), *workload, run);
   std::vector<StepResult> results;
   for (const LoadStep& step : config.steps) {
     results.push_back(runner.Run(step));

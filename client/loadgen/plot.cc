@@ -16,10 +16,10 @@ constexpr int kHeight = 760;
 constexpr int kFont = cv::FONT_HERSHEY_SIMPLEX;
 const cv::Scalar kBlack(0, 0, 0);
 const cv::Scalar kGrid(225, 225, 225);
-const cv::Scalar kP50(180, 119, 31);   // blue
-const cv::Scalar kP90(14, 127, 255);   // orange
-const cv::Scalar kP99(40, 39, 214);    // red
-const cv::Scalar kOk(44, 160, 44);     // green
+const cv::Scalar kP50(180, 119, 31);  // blue
+const cv::Scalar kP90(14, 127, 255);  // orange
+const cv::Scalar kP99(40, 39, 214);   // red
+const cv::Scalar kOk(44, 160, 44);    // green
 const cv::Scalar kOffered(150, 150, 150);
 
 // One chart area with its data ranges.
@@ -201,8 +201,8 @@ cv::Mat RenderPlot(const RunSummary& summary, const std::vector<StepResult>& ste
       ", ", summary.open_loop ? "open loop" : "closed loop", ", ", summary.targets.size(),
       summary.targets.size() == 1 ? " target" : " targets");
   PutText(image, title, {20, 32}, 0.7, kBlack, 2);
-  const std::string x_label = summary.open_loop ? "offered rate (calls/s)"
-                                                : "concurrency (calls in flight)";
+  const std::string x_label =
+      summary.open_loop ? "offered rate (calls/s)" : "concurrency (calls in flight)";
   DrawAxes(image, latency, xs, "Latency percentiles", x_label, "latency (ms)");
   DrawAxes(image, throughput, xs, "Throughput", x_label, "calls/s");
   DrawSeries(image, latency, xs, sorted(p50), kP50);
@@ -210,8 +210,7 @@ cv::Mat RenderPlot(const RunSummary& summary, const std::vector<StepResult>& ste
   DrawSeries(image, latency, xs, sorted(p99), kP99);
   DrawLegend(image, {latency.area.x + 12, latency.area.y + 8},
              {{"p50", kP50}, {"p90", kP90}, {"p99", kP99}});
-  std::vector<std::pair<std::string, cv::Scalar>> throughput_legend = {
-      {"successful calls/s", kOk}};
+  std::vector<std::pair<std::string, cv::Scalar>> throughput_legend = {{"successful calls/s", kOk}};
   if (summary.open_loop) {
     DrawSeries(image, throughput, xs, xs, kOffered, /*dashed=*/true);
     throughput_legend.emplace_back("offered rate", kOffered);

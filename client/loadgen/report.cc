@@ -46,16 +46,15 @@ std::string FormatReportTable(const RunSummary& summary, const std::vector<StepR
           : absl::StrCat(", model ", summary.model.empty() ? "(server default)" : summary.model);
   std::string out = absl::StrFormat(
       "%s on %s%s%s, %s\n", summary.rpc, absl::StrJoin(summary.targets, ", "),
-      summary.connections > 1 ? absl::StrFormat(" (%d connections each)", summary.connections)
-                              : "",
+      summary.connections > 1 ? absl::StrFormat(" (%d connections each)", summary.connections) : "",
       model,
       summary.open_loop
           ? absl::StrCat("open loop, ", ArrivalProcessName(summary.arrivals), " arrivals")
           : "closed loop");
   const char* x_name = summary.open_loop ? "rate/s" : "conc";
-  absl::StrAppendFormat(&out, "%-8s %9s %7s %10s | %8s %8s %8s %8s %8s %8s %8s %8s  (latency, ms)\n",
-                        x_name, "ok", "failed", "req/s", "min", "mean", "p50", "p90", "p95",
-                        "p99", "p99.9", "max");
+  absl::StrAppendFormat(
+      &out, "%-8s %9s %7s %10s | %8s %8s %8s %8s %8s %8s %8s %8s  (latency, ms)\n", x_name, "ok",
+      "failed", "req/s", "min", "mean", "p50", "p90", "p95", "p99", "p99.9", "max");
   for (const StepResult& r : steps) {
     const LatencyHistogram& h = r.latency;
     absl::StrAppendFormat(
@@ -68,7 +67,8 @@ std::string FormatReportTable(const RunSummary& summary, const std::vector<StepR
   bool any_server_timing = false;
   for (const StepResult& r : steps) any_server_timing |= r.server.answers > 0;
   if (any_server_timing) {
-    absl::StrAppendFormat(&out, "\nserver time per answer (ms, means from the answers' metadata)\n");
+    absl::StrAppendFormat(&out,
+                          "\nserver time per answer (ms, means from the answers' metadata)\n");
     absl::StrAppendFormat(&out, "%-8s %8s %10s %9s %11s %8s %6s\n", x_name, "queue", "preprocess",
                           "inference", "postprocess", "total", "batch");
     for (const StepResult& r : steps) {
@@ -163,11 +163,11 @@ std::string FormatReportJson(const RunSummary& summary, const std::vector<StepRe
     json.EndObject();
     json.Key("per_target").BeginArray();
     for (size_t t = 0; t < summary.targets.size(); ++t) {
-      json.BeginObject()
-          .Key("target").String(summary.targets[t])
-          .Key("requests_ok").Int(r.ok_per_target[t])
-          .Key("requests_failed").Int(r.failed_per_target[t])
-          .EndObject();
+      json.BeginObject();
+      json.Key("target").String(summary.targets[t]);
+      json.Key("requests_ok").Int(r.ok_per_target[t]);
+      json.Key("requests_failed").Int(r.failed_per_target[t]);
+      json.EndObject();
     }
     json.EndArray();
     if (r.step.concurrency == 0) {

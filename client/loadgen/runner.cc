@@ -215,9 +215,9 @@ class LoadRunner::Step : public std::enable_shared_from_this<LoadRunner::Step> {
         lag_max_ns_ = std::max(lag_max_ns_, lag);
       }
     }
-    stubs_[call->stub]->UnaryCall(&call->context, workload_.method(), grpc::StubOptions(),
-                                  &payload, &call->response,
-                                  [call](grpc::Status status) { call->step->OnDone(call, status); });
+    stubs_[call->stub]->UnaryCall(
+        &call->context, workload_.method(), grpc::StubOptions(), &payload, &call->response,
+        [call](grpc::Status status) { call->step->OnDone(call, status); });
   }
 
   void OnDone(Call* call, const grpc::Status& status) {
@@ -318,8 +318,8 @@ class LoadRunner::Step : public std::enable_shared_from_this<LoadRunner::Step> {
   int64_t interval_completions_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
-LoadRunner::LoadRunner(std::vector<Endpoint> endpoints, int target_count,
-                       const Workload& workload, RunOptions options)
+LoadRunner::LoadRunner(std::vector<Endpoint> endpoints, int target_count, const Workload& workload,
+                       RunOptions options)
     : target_count_(target_count), workload_(workload), options_(std::move(options)) {
   for (const Endpoint& endpoint : endpoints) {
     stubs_.push_back(std::make_unique<grpc::GenericStub>(endpoint.channel));
@@ -332,8 +332,8 @@ LoadRunner::~LoadRunner() = default;
 StepResult LoadRunner::Run(const LoadStep& step) {
   std::vector<grpc::GenericStub*> stubs;
   for (const auto& stub : stubs_) stubs.push_back(stub.get());
-  auto state = std::make_shared<Step>(step, options_, workload_, std::move(stubs),
-                                       target_of_stub_, target_count_);
+  auto state = std::make_shared<Step>(step, options_, workload_, std::move(stubs), target_of_stub_,
+                                      target_count_);
   return state->Run();
 }
 

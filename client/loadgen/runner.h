@@ -9,8 +9,9 @@
 //
 // Calls use gRPC's callback API on pre-serialized requests (grpc::GenericStub): the open loop's
 // sender thread(s) only start calls and gRPC's own threads complete them (and, in the closed
-// loop, start the next), so one process sustains tens of thousands of calls per second. Calls rotate over the channels (one or more per --target), which spreads a run over a
-// fleet; each channel may itself balance over the addresses its name resolves to.
+// loop, start the next), so one process sustains tens of thousands of calls per second.
+// Calls rotate over the channels (one or more per --target), which spreads a run over a fleet;
+// each channel may itself balance over the addresses its name resolves to.
 //
 // Every step stops by itself: at the end of its duration or after its request budget, after which
 // it waits for the calls in flight (each bounded by the per-call deadline).

@@ -159,7 +159,8 @@ TEST(LoadRunnerTest, WarmupCallsAreSentButNotMeasured) {
   LoadRunner runner({Endpoint{Connect(server.target), 0}}, 1, workload, options);
   const auto start = std::chrono::steady_clock::now();
   const StepResult result = runner.Run(LoadStep{2, 0});
-  const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const double wall =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   EXPECT_GT(result.warmup_calls, 0);
   EXPECT_GT(result.ok, 0);
   EXPECT_EQ(result.ok + result.failed, result.sent);
@@ -313,10 +314,10 @@ TEST(WorkloadTest, RejectsMissingInputs) {
   EXPECT_FALSE(Workload::Create(LoadRpc::kGetModel, {}, {}).ok());
   RequestOptions raw;
   raw.raw = true;
-  EXPECT_THAT(std::string(Workload::Create(LoadRpc::kDetect, raw, {{"bad.jpg", "not a jpeg"}})
-                              .status()
-                              .message()),
-              HasSubstr("bad.jpg"));
+  EXPECT_THAT(
+      std::string(
+          Workload::Create(LoadRpc::kDetect, raw, {{"bad.jpg", "not a jpeg"}}).status().message()),
+      HasSubstr("bad.jpg"));
 }
 
 TEST(PreflightTest, ChecksConnectivityAndModels) {
@@ -324,9 +325,11 @@ TEST(PreflightTest, ChecksConnectivityAndModels) {
   const std::vector<std::string> targets = {server.target};
   const std::vector<std::shared_ptr<grpc::Channel>> channels = {Connect(server.target)};
   std::string model;
-  EXPECT_TRUE(PreflightTargets(channels, targets, LoadRpc::kClassify, absl::Seconds(5), &model).ok());
+  EXPECT_TRUE(
+      PreflightTargets(channels, targets, LoadRpc::kClassify, absl::Seconds(5), &model).ok());
   model = "";
-  EXPECT_TRUE(PreflightTargets(channels, targets, LoadRpc::kGetModel, absl::Seconds(5), &model).ok());
+  EXPECT_TRUE(
+      PreflightTargets(channels, targets, LoadRpc::kGetModel, absl::Seconds(5), &model).ok());
   EXPECT_EQ(model, "cls");  // the first model listed
   model = "nope";
   const absl::Status unknown =
@@ -349,8 +352,8 @@ TEST(PreflightTest, ChecksConnectivityAndModels) {
     TestServer dead;
     dead_target = dead.target;
   }
-  const absl::Status unreachable = PreflightTargets(
-      {Connect(dead_target)}, {dead_target}, LoadRpc::kHealth, absl::Seconds(5), &model);
+  const absl::Status unreachable = PreflightTargets({Connect(dead_target)}, {dead_target},
+                                                    LoadRpc::kHealth, absl::Seconds(5), &model);
   EXPECT_EQ(unreachable.code(), absl::StatusCode::kUnavailable);
   EXPECT_THAT(std::string(unreachable.message()), HasSubstr(dead_target));
 }

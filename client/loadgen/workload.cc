@@ -96,8 +96,8 @@ absl::StatusOr<Workload> Workload::Create(LoadRpc rpc, const RequestOptions& opt
     workload.payloads_.push_back(Serialize(request));
   } else {
     if (images.empty()) {
-      return absl::InvalidArgumentError(absl::StrCat("--rpc ", LoadRpcName(rpc),
-                                                     ": expected at least one image, got none"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("--rpc ", LoadRpcName(rpc), ": expected at least one image, got none"));
     }
     for (const InputImage& input : images) {
       pb::Image image;
@@ -161,10 +161,9 @@ absl::Status PreflightTargets(const std::vector<std::shared_ptr<grpc::Channel>>&
     pb::ListModelsResponse list;
     if (grpc::Status status = stub->ListModels(&context, pb::ListModelsRequest(), &list);
         !status.ok()) {
-      return absl::Status(ToAbsl(status).code(),
-                          absl::StrCat(target, ": ListModels failed with ",
-                                       StatusCodeName(status.error_code()), ": ",
-                                       status.error_message()));
+      return absl::Status(ToAbsl(status).code(), absl::StrCat(target, ": ListModels failed with ",
+                                                              StatusCodeName(status.error_code()),
+                                                              ": ", status.error_message()));
     }
     if (rpc == LoadRpc::kGetModel && model->empty()) {
       if (list.models().empty()) {
@@ -176,21 +175,20 @@ absl::Status PreflightTargets(const std::vector<std::shared_ptr<grpc::Channel>>&
     const pb::Task task = TaskOf(rpc);
     const pb::ModelInfo* found = nullptr;
     for (const pb::ModelInfo& info : list.models()) {
-      const bool match = model->empty() ? info.is_default() && info.task() == task
-                                        : info.name() == *model;
+      const bool match =
+          model->empty() ? info.is_default() && info.task() == task : info.name() == *model;
       if (match) found = &info;
     }
     if (found == nullptr) {
       return absl::NotFoundError(
-          model->empty()
-              ? absl::StrCat(target, " has no default ", ProtoTaskName(task),
-                             " model; pass --model NAME")
-              : absl::StrCat(target, " does not serve a model named '", *model, "'"));
+          model->empty() ? absl::StrCat(target, " has no default ", ProtoTaskName(task),
+                                        " model; pass --model NAME")
+                         : absl::StrCat(target, " does not serve a model named '", *model, "'"));
     }
     if (task != pb::TASK_UNSPECIFIED && found->task() != task) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          target, ": model '", found->name(), "' serves ", ProtoTaskName(found->task()),
-          ", not --rpc ", LoadRpcName(rpc)));
+      return absl::InvalidArgumentError(absl::StrCat(target, ": model '", found->name(),
+                                                     "' serves ", ProtoTaskName(found->task()),
+                                                     ", not --rpc ", LoadRpcName(rpc)));
     }
   }
   return absl::OkStatus();
