@@ -309,6 +309,34 @@ TEST(Dcnv3Test, NeverReadsOutsideItsImage) {
   }
 }
 
+// Non-finite values reach exactly the outputs whose samples read them with a weight (as in the
+// reference and the official kernel): corners outside the image and points outside it read
+// nothing, even when the image border holds NaN and infinities.
+TEST(Dcnv3Test, NonFiniteValuesReachOnlyTheSamplesThatReadThem) {
+  const Dcnv3Params p = Geometry(3, 3, 1, 1, 1, 1, 1, 1, 2, 8);
+  Inputs in = MakeInputs(31, 2, 12, 14, p, 1.5, false);
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const float inf = std::numeric_limits<float>::infinity();
+  // The four image corners and an inner pixel of every image.
+  in.value.select(1, 0).select(1, 0).fill_(nan);
+  in.value.select(1, 0).select(1, 13).fill_(-inf);
+  in.value.select(1, 11).select(1, 0).fill_(inf);
+  in.value.select(1, 11).select(1, 13).fill_(nan);
+  in.value.select(1, 6).select(1, 7).fill_(inf);
+  const at::Tensor expected = Dcnv3Reference(in.value, in.offset, in.mask, p, false);
+  const at::Tensor finite = at::isfinite(expected);
+  ASSERT_GT(finite.logical_not().sum().item<int64_t>(), 0);
+  ASSERT_GT(finite.sum().item<int64_t>(), expected.numel() / 4);
+  const at::Tensor bound = Dcnv3Reference(in.value.abs(), in.offset, in.mask.abs(), p, false);
+  for (cpu::Isa isa : IsasToTest()) {
+    cpu::ScopedIsaOverride cap(isa);
+    const at::Tensor out = Dcnv3(in.value, in.offset, in.mask, p).to(at::kDouble);
+    EXPECT_TRUE(at::equal(at::isfinite(out), finite)) << cpu::IsaName(isa);
+    ExpectWithinBound(out.masked_select(finite), expected.masked_select(finite),
+                      bound.masked_select(finite), 1e-5, cpu::IsaName(isa));
+  }
+}
+
 // A point outside the image contributes nothing even when its mask weight is NaN or infinite
 // (the official kernel skips it), and exactly -1 / H are outside.
 TEST(Dcnv3Test, OutsidePointsIgnoreTheirMask) {

@@ -13,16 +13,16 @@
 
 namespace iis::cpu {
 
-Dcnv3RowsFn SelectDcnv3Kernel() {
+Dcnv3Kernel SelectDcnv3Kernel() {
   // BestIsa() only answers levels that are compiled in and supported by the CPU.
   [[maybe_unused]] const Isa isa = BestIsa();
 #if defined(IIS_HAVE_ISA_avx512)
-  if (isa == Isa::kAvx512) return isa_avx512::Dcnv3ForwardRows;
+  if (isa == Isa::kAvx512) return {isa_avx512::Dcnv3PadRows, isa_avx512::Dcnv3ForwardRows};
 #endif
 #if defined(IIS_HAVE_ISA_avx2)
-  if (isa == Isa::kAvx2) return isa_avx2::Dcnv3ForwardRows;
+  if (isa == Isa::kAvx2) return {isa_avx2::Dcnv3PadRows, isa_avx2::Dcnv3ForwardRows};
 #endif
-  return isa_baseline::Dcnv3ForwardRows;
+  return {isa_baseline::Dcnv3PadRows, isa_baseline::Dcnv3ForwardRows};
 }
 
 void Dcnv3Exp(const float* in, float* out, int64_t n) {
@@ -38,8 +38,10 @@ void Dcnv3Exp(const float* in, float* out, int64_t n) {
 
 namespace {
 
-// Work below which a thread is not worth waking: about this many multiply-adds per task.
+// Work below which a thread is not worth waking: about this many multiply-adds per task, or
+// bytes copied per task.
 constexpr int64_t kMinFmasPerTask = 1 << 15;
+constexpr int64_t kMinBytesPerTask = 1 << 18;
 
 at::Tensor Dcnv3Cpu(bool softmax, const at::Tensor& value, const at::Tensor& offset,
                     const at::Tensor& mask, int64_t kernel_h, int64_t kernel_w, int64_t stride_h,
@@ -82,14 +84,21 @@ at::Tensor Dcnv3Cpu(bool softmax, const at::Tensor& value, const at::Tensor& off
   problem.remove_center = remove_center;
   problem.mask_is_logits = softmax;
 
+  // The zero-bordered copy of value the kernel gathers from (one pass, memory-bound).
+  at::Tensor padded = at::empty({Dcnv3PaddedElements(problem)}, value.options());
+  problem.padded_value = padded.data_ptr<float>();
+  const Dcnv3Kernel kernel = SelectDcnv3Kernel();
+  const int64_t padded_rows = geo.batch * Dcnv3PaddedRowsPerImage(problem);
+  const int64_t bytes_per_padded_row = (geo.width_in + 2) * geo.channels * 4;
+  at::parallel_for(0, padded_rows,
+                   std::max<int64_t>(1, kMinBytesPerTask / bytes_per_padded_row),
+                   [&](int64_t begin, int64_t end) { kernel.pad_rows(problem, begin, end); });
   // Rows (image, output row) are independent: split them so small late stages (7x7) and batch 1
   // still keep every thread busy, but never wake a thread for a handful of multiply-adds.
   const int64_t rows = geo.batch * geo.height_out;
   const int64_t fmas_per_row = geo.width_out * geo.channels * geo.points * 4;
-  const int64_t grain = std::max<int64_t>(1, kMinFmasPerTask / std::max<int64_t>(1, fmas_per_row));
-  const Dcnv3RowsFn kernel = SelectDcnv3Kernel();
-  at::parallel_for(0, rows, grain,
-                   [&](int64_t begin, int64_t end) { kernel(problem, begin, end); });
+  at::parallel_for(0, rows, std::max<int64_t>(1, kMinFmasPerTask / fmas_per_row),
+                   [&](int64_t begin, int64_t end) { kernel.forward_rows(problem, begin, end); });
   return output;
 }
 

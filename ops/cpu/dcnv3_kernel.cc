@@ -81,10 +81,6 @@ inline VecF Select(VecI take_a, VecF a, VecF b) {
   return BitCast<VecF>((BitCast<VecI>(a) & take_a) | (BitCast<VecI>(b) & ~take_a));
 }
 
-inline VecQ Select(const VecQ& take_a, const VecQ& a, const VecQ& b) {
-  return (a & take_a) | (b & ~take_a);
-}
-
 // floor(x) as int32 for |x| < 2^31: truncate, then step down where truncation rounded up.
 inline VecI FloorToInt(VecF x) {
   const VecI truncated = __builtin_convertvector(x, VecI);
@@ -117,6 +113,25 @@ inline VecF Exp(VecF x) {
   return p * two_to_n;
 }
 
+// The zero-bordered copy of value the gathers read (Dcnv3Problem::padded_value): per image
+// H+3 rows of W+2 pixels, image pixel (y, x) at padded (y+1, x+1); row 0, rows H+1 and H+2 and
+// columns 0 and W+1 are zero.
+struct PaddedLayout {
+  explicit PaddedLayout(const Dcnv3Problem& problem)
+      : channels(static_cast<int64_t>(problem.group) * problem.group_channels),
+        rows(problem.height_in + 3),
+        pixels_per_row(problem.width_in + 2),
+        pixel_bytes(channels * static_cast<int64_t>(sizeof(float))),
+        row_bytes(pixels_per_row * pixel_bytes),
+        image_elements(rows * pixels_per_row * channels) {}
+  int64_t channels;
+  int64_t rows;
+  int64_t pixels_per_row;
+  int64_t pixel_bytes;
+  int64_t row_bytes;
+  int64_t image_elements;
+};
+
 // Points handled per block (a run of consecutive output pixels of one row): enough to amortise
 // the per-block setup, few enough that the block's scratch (~48 bytes per point) stays in L1.
 constexpr int64_t kBlockPoints = 256;
@@ -140,8 +155,7 @@ class Workspace {
         dy_(capacity_, 0.0f),
         mask_(capacity_, 0.0f),
         weights_(4 * capacity_, 0.0f),
-        corners_(4 * capacity_, 0),
-        zeros_(problem.group_channels, 0.0f),
+        corners_(capacity_, 0),
         inverse_sums_(block_pixels_ * problem.group, 1.0f) {
     const int half_w = (problem.dilation_w * (problem.kernel_w - 1)) >> 1;
     const int half_h = (problem.dilation_h * (problem.kernel_h - 1)) >> 1;
@@ -176,10 +190,10 @@ class Workspace {
   float* dx() { return dx_.data(); }
   float* dy() { return dy_.data(); }
   float* mask() { return mask_.data(); }
-  // Corner c (0: (y0, x0), 1: (y0, x0+1), 2: (y0+1, x0), 3: (y0+1, x0+1)) of point t.
+  // Weight of corner c (0: (y0, x0), 1: (y0, x0+1), 2: (y0+1, x0), 3: (y0+1, x0+1)) of point t.
   float* weights(int c) { return weights_.data() + c * capacity_; }
-  int64_t* corners(int c) { return corners_.data() + c * capacity_; }
-  const float* zeros() const { return zeros_.data(); }
+  // Address of corner (y0, x0) of point t in the padded image; the others follow at fixed steps.
+  int64_t* corners() { return corners_.data(); }
   float* inverse_sums() { return inverse_sums_.data(); }
 
  private:
@@ -193,8 +207,7 @@ class Workspace {
   std::vector<int64_t> group_bytes_;   // Byte offset of point t's group in a value pixel.
   std::vector<float> dx_, dy_, mask_;  // The block's inputs, deinterleaved.
   std::vector<float> weights_;         // 4 corner weights per point, mask folded in.
-  std::vector<int64_t> corners_;       // 4 corner addresses per point (zeros_ when outside).
-  std::vector<float> zeros_;           // group_channels zeros read by corners outside the image.
+  std::vector<int64_t> corners_;       // Padded-image address of corner (y0, x0) per point.
   std::vector<float> inverse_sums_;    // 1 / softmax denominator per (pixel, group), else 1.
 };
 
@@ -236,23 +249,24 @@ void LoadBlockInputs(const Dcnv3Problem& problem, int64_t first_pixel, int64_t p
   }
 }
 
-// Computes the corner weights and addresses of the first `count` points of the block whose first
-// pixel has window origin (output position times stride minus pad plus the half window)
-// (base_x, base_y).
-void ComputeCorners(const Dcnv3Problem& problem, const float* image, float base_x, float base_y,
+// Computes the corner weights and the corner (y0, x0) address of the first `count` points of the
+// block whose first pixel has window origin (output position times stride minus pad plus the
+// half window) (base_x, base_y). `padded` is the block's image in the padded layout (see
+// PaddedLayout): every corner of a point inside the image is addressable there, the ones outside
+// the image reading its zero border, and points outside the image get zero weights and corners
+// in the two zero rows at the bottom, so no corner needs a mask or a bounds check.
+void ComputeCorners(const Dcnv3Problem& problem, const float* padded, float base_x, float base_y,
                     int64_t count, Workspace& ws) {
+  const PaddedLayout layout(problem);
   const float scale = problem.offset_scale;
   const float width = static_cast<float>(problem.width_in);
   const float height = static_cast<float>(problem.height_in);
-  const int32_t last_x = static_cast<int32_t>(problem.width_in - 1);
-  const int32_t last_y = static_cast<int32_t>(problem.height_in - 1);
-  const int64_t pixel_bytes =
-      static_cast<int64_t>(problem.group) * problem.group_channels * sizeof(float);
-  const VecQ pixel_step = Splat<VecQ>(pixel_bytes);
-  const VecQ row_step = Splat<VecQ>(problem.width_in * pixel_bytes);
-  const VecQ image_address = Splat<VecQ>(static_cast<int64_t>(reinterpret_cast<intptr_t>(image)));
-  const VecQ zeros_address =
-      Splat<VecQ>(static_cast<int64_t>(reinterpret_cast<intptr_t>(ws.zeros())));
+  // Padded row of the (y0, x0) corner of points outside the image: rows H+1 and H+2 are zero.
+  const int32_t outside_row = static_cast<int32_t>(problem.height_in + 1);
+  const VecQ pixel_step = Splat<VecQ>(layout.pixel_bytes);
+  const VecQ row_step = Splat<VecQ>(layout.row_bytes);
+  const VecQ image_address =
+      Splat<VecQ>(static_cast<int64_t>(reinterpret_cast<intptr_t>(padded)));
   const float* pixel_x = ws.pixel_x();
   const float* grid_x = ws.grid_x();
   const float* grid_y = ws.grid_y();
@@ -264,16 +278,13 @@ void ComputeCorners(const Dcnv3Problem& problem, const float* image, float base_
   float* w01 = ws.weights(1);
   float* w10 = ws.weights(2);
   float* w11 = ws.weights(3);
-  int64_t* c00 = ws.corners(0);
-  int64_t* c01 = ws.corners(1);
-  int64_t* c10 = ws.corners(2);
-  int64_t* c11 = ws.corners(3);
+  int64_t* corner = ws.corners();
   for (int64_t t = 0; t < count; t += kLanes) {
     const VecF px =
         (base_x + Load<VecF>(pixel_x + t)) + (Load<VecF>(grid_x + t) + Load<VecF>(dx + t)) * scale;
     const VecF py = base_y + (Load<VecF>(grid_y + t) + Load<VecF>(dy + t)) * scale;
     // Strict -1 < p < size; NaN fails too. Outside points are moved to 0 before the float->int
-    // conversion (so huge offsets cannot overflow it) and get zero weights and the zero corner.
+    // conversion (so huge offsets cannot overflow it).
     const VecI inside = (px > -1.0f) & (px < width) & (py > -1.0f) & (py < height);
     const VecF sx = KeepOrZero(inside, px);
     const VecF sy = KeepOrZero(inside, py);
@@ -284,28 +295,17 @@ void ComputeCorners(const Dcnv3Problem& problem, const float* image, float base_
     const VecF m = KeepOrZero(inside, Load<VecF>(mask + t));
     const VecF top = m * (1.0f - ly);
     const VecF bottom = m * ly;
-    const VecI ok_x0 = inside & (x0 >= 0);
-    const VecI ok_x1 = inside & (x0 < last_x);
-    const VecI ok_y0 = y0 >= 0;
-    const VecI ok_y1 = y0 < last_y;
-    const VecI ok00 = ok_y0 & ok_x0;
-    const VecI ok01 = ok_y0 & ok_x1;
-    const VecI ok10 = ok_y1 & ok_x0;
-    const VecI ok11 = ok_y1 & ok_x1;
-    Store(w00 + t, KeepOrZero(ok00, top * (1.0f - lx)));
-    Store(w01 + t, KeepOrZero(ok01, top * lx));
-    Store(w10 + t, KeepOrZero(ok10, bottom * (1.0f - lx)));
-    Store(w11 + t, KeepOrZero(ok11, bottom * lx));
-    const VecQ a00 = __builtin_convertvector(y0, VecQ) * row_step +
-                     __builtin_convertvector(x0, VecQ) * pixel_step +
-                     Load<VecQ>(group_bytes + t) + image_address;
-    const VecQ a01 = a00 + pixel_step;
-    const VecQ a10 = a00 + row_step;
-    const VecQ a11 = a10 + pixel_step;
-    Store(c00 + t, Select(__builtin_convertvector(ok00, VecQ), a00, zeros_address));
-    Store(c01 + t, Select(__builtin_convertvector(ok01, VecQ), a01, zeros_address));
-    Store(c10 + t, Select(__builtin_convertvector(ok10, VecQ), a10, zeros_address));
-    Store(c11 + t, Select(__builtin_convertvector(ok11, VecQ), a11, zeros_address));
+    Store(w00 + t, top * (1.0f - lx));
+    Store(w01 + t, top * lx);
+    Store(w10 + t, bottom * (1.0f - lx));
+    Store(w11 + t, bottom * lx);
+    // Padded coordinates are one more than image coordinates; outside points (x0 = 0) go to the
+    // zero rows at the bottom.
+    const VecI padded_x = x0 + 1;
+    const VecI padded_y = ((y0 + 1) & inside) | (outside_row & ~inside);
+    Store(corner + t, __builtin_convertvector(padded_y, VecQ) * row_step +
+                          __builtin_convertvector(padded_x, VecQ) * pixel_step +
+                          Load<VecQ>(group_bytes + t) + image_address);
   }
 }
 
@@ -313,10 +313,13 @@ inline const float* Address(int64_t bits) {
   return reinterpret_cast<const float*>(static_cast<intptr_t>(bits));
 }
 
-// The block's corner weights and addresses, corner c of point t at w[c][t] and c[c][t].
+// The block's corner weights (corner c of point t at w[c][t]) and corner (y0, x0) addresses
+// (corner[t]), with the steps to the (y0, x0+1) and (y0+1, x0) corners.
 struct Corners {
   const float* w[4];
-  const int64_t* c[4];
+  const int64_t* corner;
+  int64_t pixel_bytes;
+  int64_t row_bytes;
 };
 
 // out[d0, d0 + kWidth) = scale * sum over the points [first, first + count) and their corners of
@@ -329,10 +332,12 @@ inline void GatherChunk(const Corners& cs, int64_t first, int count, float scale
   V acc0{}, acc1{}, acc2{}, acc3{};  // One chain per corner hides the FMA latency.
 #pragma GCC unroll 9
   for (int64_t t = first; t < first + count; ++t) {
-    acc0 += cs.w[0][t] * Load<V>(Address(cs.c[0][t]) + d0);
-    acc1 += cs.w[1][t] * Load<V>(Address(cs.c[1][t]) + d0);
-    acc2 += cs.w[2][t] * Load<V>(Address(cs.c[2][t]) + d0);
-    acc3 += cs.w[3][t] * Load<V>(Address(cs.c[3][t]) + d0);
+    const char* c00 = reinterpret_cast<const char*>(Address(cs.corner[t]) + d0);
+    const char* c10 = c00 + cs.row_bytes;
+    acc0 += cs.w[0][t] * Load<V>(reinterpret_cast<const float*>(c00));
+    acc1 += cs.w[1][t] * Load<V>(reinterpret_cast<const float*>(c00 + cs.pixel_bytes));
+    acc2 += cs.w[2][t] * Load<V>(reinterpret_cast<const float*>(c10));
+    acc3 += cs.w[3][t] * Load<V>(reinterpret_cast<const float*>(c10 + cs.pixel_bytes));
   }
   Store(out + d0, ((acc0 + acc1) + (acc2 + acc3)) * scale);
 }
@@ -362,18 +367,20 @@ inline void GatherGroup(const Corners& cs, int64_t first, int count, float scale
 template <int kChannels, int kPoints>
 void ForwardRows(const Dcnv3Problem& problem, int64_t row_begin, int64_t row_end) {
   Workspace ws(problem);
-  const int64_t channels = static_cast<int64_t>(problem.group) * problem.group_channels;
-  const int64_t image_elements = problem.height_in * problem.width_in * channels;
+  const PaddedLayout layout(problem);
+  const int64_t channels = layout.channels;
   const int64_t half_w = (problem.dilation_w * (problem.kernel_w - 1)) >> 1;
   const int64_t half_h = (problem.dilation_h * (problem.kernel_h - 1)) >> 1;
   const int points = ws.points();
   const Corners cs = {{ws.weights(0), ws.weights(1), ws.weights(2), ws.weights(3)},
-                      {ws.corners(0), ws.corners(1), ws.corners(2), ws.corners(3)}};
+                      ws.corners(),
+                      layout.pixel_bytes,
+                      layout.row_bytes};
   const float* inverse_sums = ws.inverse_sums();
   for (int64_t row = row_begin; row < row_end; ++row) {
     const int64_t n = row / problem.height_out;
     const int64_t h = row % problem.height_out;
-    const float* image = problem.value + n * image_elements;
+    const float* image = problem.padded_value + n * layout.image_elements;
     const float base_y = static_cast<float>(h * problem.stride_h - problem.pad_h + half_h);
     for (int64_t w0 = 0; w0 < problem.width_out; w0 += ws.block_pixels()) {
       const int64_t pixels = std::min(ws.block_pixels(), problem.width_out - w0);
@@ -411,6 +418,25 @@ void ForwardRowsForPoints(const Dcnv3Problem& problem, int64_t row_begin, int64_
 }
 
 }  // namespace
+
+void Dcnv3PadRows(const Dcnv3Problem& problem, int64_t row_begin, int64_t row_end) {
+  const PaddedLayout layout(problem);
+  const int64_t row_elements = layout.pixels_per_row * layout.channels;
+  const int64_t image_row_elements = problem.width_in * layout.channels;
+  for (int64_t r = row_begin; r < row_end; ++r) {
+    const int64_t n = r / layout.rows;
+    const int64_t y = r % layout.rows;
+    float* dst = problem.padded_value + r * row_elements;
+    if (y == 0 || y > problem.height_in) {
+      std::memset(dst, 0, row_elements * sizeof(float));
+      continue;
+    }
+    const float* src = problem.value + (n * problem.height_in + y - 1) * image_row_elements;
+    std::memset(dst, 0, layout.pixel_bytes);
+    std::memcpy(dst + layout.channels, src, image_row_elements * sizeof(float));
+    std::memset(dst + layout.channels + image_row_elements, 0, layout.pixel_bytes);
+  }
+}
 
 void Dcnv3ForwardRows(const Dcnv3Problem& problem, int64_t row_begin, int64_t row_end) {
   switch (problem.group_channels) {

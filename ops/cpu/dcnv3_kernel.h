@@ -4,12 +4,16 @@
 // the namespaces isa_avx512, isa_avx2 and isa_baseline declared below; cpu/dcnv3_cpu.cc checks
 // the arguments, picks a variant with SelectDcnv3Kernel() and splits the rows over threads.
 //
-// Algorithm, per block of consecutive output pixels of a row (~256 sampling points): every point of
-// the block (all pixels and groups at once) gets its coordinates, validity, four bilinear corner
-// weights (mask folded in) and corner addresses computed with SIMD over the points; then each
-// (pixel, group) accumulates 4*K gathered vectors of its D contiguous channels (fast paths for
-// D = 16, 32 and 8 and for K = 9 and 8; chunks of 16/8/4/1 channels for any other D). With mask
-// logits the softmax over the K points of each group is fused, with a SIMD exp.
+// Algorithm. First value is copied into a zero-bordered buffer (Dcnv3PadRows), so that every
+// bilinear corner of a sampled point is addressable with the out-of-image ones reading zeros (as
+// the semantics require, never the neighbouring pixels) and one address plus two fixed steps
+// locates all four corners: no masks, clamps or bounds checks in the inner loops. Then, per block
+// of consecutive output pixels of a row (~256 sampling points), every point of the block (all
+// pixels and groups at once) gets its coordinates, validity, four bilinear weights (mask folded
+// in) and corner address computed with SIMD over the points; then each (pixel, group)
+// accumulates 4*K gathered vectors of its D contiguous channels (fast paths for D = 16, 32 and 8
+// and for K = 9 and 8; chunks of 16/8/4/1 channels for any other D). With mask logits the softmax
+// over the K points of each group is fused, with a SIMD exp.
 #pragma once
 
 #include <cstdint>
@@ -29,6 +33,9 @@ struct Dcnv3Problem {
   // Pixel p has its group*points mask weights (or logits) at mask + p * mask_pixel_stride.
   const float* mask = nullptr;
   float* output = nullptr;        // (batch, height_out, width_out, group * group_channels), dense.
+  // Scratch of Dcnv3PaddedElements() floats: value with a zero border, written by pad_rows and read
+  // by forward_rows (Dcnv3Kernel) (layout private to the kernel).
+  float* padded_value = nullptr;
   int64_t batch = 0;
   int64_t height_in = 0;
   int64_t width_in = 0;
@@ -51,14 +58,36 @@ struct Dcnv3Problem {
   bool mask_is_logits = false;  // Apply a softmax over the points of each group to `mask` first.
 };
 
-// Computes the output rows [row_begin, row_end) of `problem`, where row r is output row
-// r % height_out of image r / height_out. Writes every element of those rows and nothing else,
-// so disjoint ranges may run concurrently on different threads. Allocates scratch for one block
-// (about 50 bytes per point of max(256, group * points) points) per call.
+// Returns the rows of padded_value per image (pad_rows' range is batch times this).
+inline int64_t Dcnv3PaddedRowsPerImage(const Dcnv3Problem& problem) {
+  return problem.height_in + 3;
+}
+
+// Returns the size of Dcnv3Problem::padded_value in floats: (height_in + 3) * (width_in + 2) *
+// channels per image.
+inline int64_t Dcnv3PaddedElements(const Dcnv3Problem& problem) {
+  return problem.batch * Dcnv3PaddedRowsPerImage(problem) * (problem.width_in + 2) *
+         problem.group * problem.group_channels;
+}
+
+// A function over a range of rows of `problem`; disjoint ranges may run concurrently.
 using Dcnv3RowsFn = void (*)(const Dcnv3Problem& problem, int64_t row_begin, int64_t row_end);
 
+// The two phases of one forward pass, each to be run over its whole row range (split over threads
+// as wanted), padding before forward.
+struct Dcnv3Kernel {
+  // Fills rows [row_begin, row_end) of padded_value (batch * Dcnv3PaddedRowsPerImage() rows) from
+  // value. Writes those rows only.
+  Dcnv3RowsFn pad_rows;
+  // Computes the output rows [row_begin, row_end), where row r is output row r % height_out of
+  // image r / height_out, from padded_value, offset and mask. Writes every element of those rows
+  // and nothing else. Allocates scratch for one block (about 60 bytes per point of
+  // max(256, group * points) points) per call.
+  Dcnv3RowsFn forward_rows;
+};
+
 // Returns the kernel variant for iis::cpu::BestIsa() (defined in cpu/dcnv3_cpu.cc).
-Dcnv3RowsFn SelectDcnv3Kernel();
+Dcnv3Kernel SelectDcnv3Kernel();
 
 // Writes out[i] = exp(in[i]) for i < n with the SIMD exp of the fused softmax, variant chosen by
 // BestIsa(). Inputs are clamped to [-87, 88] (results within [1.6e-38, 1.7e38]); accurate to about
@@ -67,14 +96,17 @@ void Dcnv3Exp(const float* in, float* out, int64_t n);
 
 // The per-ISA variants; only those built into the binary are defined (IIS_HAVE_ISA_*).
 namespace isa_avx512 {
+void Dcnv3PadRows(const Dcnv3Problem& problem, int64_t row_begin, int64_t row_end);
 void Dcnv3ForwardRows(const Dcnv3Problem& problem, int64_t row_begin, int64_t row_end);
 void Dcnv3Exp(const float* in, float* out, int64_t n);
 }  // namespace isa_avx512
 namespace isa_avx2 {
+void Dcnv3PadRows(const Dcnv3Problem& problem, int64_t row_begin, int64_t row_end);
 void Dcnv3ForwardRows(const Dcnv3Problem& problem, int64_t row_begin, int64_t row_end);
 void Dcnv3Exp(const float* in, float* out, int64_t n);
 }  // namespace isa_avx2
 namespace isa_baseline {
+void Dcnv3PadRows(const Dcnv3Problem& problem, int64_t row_begin, int64_t row_end);
 void Dcnv3ForwardRows(const Dcnv3Problem& problem, int64_t row_begin, int64_t row_end);
 void Dcnv3Exp(const float* in, float* out, int64_t n);
 }  // namespace isa_baseline
