@@ -183,4 +183,26 @@ Detections MulticlassNms(const at::Tensor& boxes, const at::Tensor& scores, doub
           labels.index_select(0, keep)};
 }
 
+Detections RcnnPostprocess(const at::Tensor& rois, const at::Tensor& cls_score,
+                           const at::Tensor& bbox_pred, int64_t image_height, int64_t image_width,
+                           float scale_x, float scale_y) {
+  CheckBoxes(rois, "RcnnPostprocess", "rois", 4);
+  const int64_t k = rois.size(0);
+  TORCH_CHECK(cls_score.dim() == 2 && cls_score.size(0) == k && cls_score.size(1) >= 2,
+              "RcnnPostprocess: cls_score must be (", k, ", C + 1), got ", cls_score.sizes());
+  const int64_t num_classes = cls_score.size(1) - 1;
+  TORCH_CHECK(bbox_pred.dim() == 2 && bbox_pred.size(0) == k && bbox_pred.size(1) == 4 * num_classes,
+              "RcnnPostprocess: bbox_pred must be (", k, ", ", 4 * num_classes, "), got ",
+              bbox_pred.sizes());
+  if (k == 0) {
+    const auto f = rois.options();
+    return {at::zeros({0, 4}, f), at::zeros({0}, f), at::zeros({0}, f.dtype(at::kLong))};
+  }
+  const at::Tensor scores = at::softmax(cls_score, -1);
+  const at::Tensor scale = at::tensor({scale_x, scale_y, scale_x, scale_y}).to(rois.device());
+  at::Tensor boxes = DecodeDeltas(rois, bbox_pred, kRcnnStds, image_height, image_width);
+  boxes = (boxes.view({k, -1, 4}) / scale).view({k, -1});
+  return MulticlassNms(boxes, scores, kRcnnScoreThreshold, kRcnnIouThreshold, kRcnnMaxPerImage);
+}
+
 }  // namespace iis::models::detection

@@ -69,6 +69,12 @@ at::Tensor MapRoiLevels(const at::Tensor& boxes, int64_t num_levels);
 at::Tensor ExtractRoiFeatures(const std::vector<at::Tensor>& feats, const at::Tensor& rois,
                               int64_t output_size);
 
+// The official test_cfg of the RCNN stage and the box head's delta stds.
+inline constexpr double kRcnnScoreThreshold = 0.05;
+inline constexpr double kRcnnIouThreshold = 0.5;
+inline constexpr int64_t kRcnnMaxPerImage = 100;
+inline constexpr std::array<float, 4> kRcnnStds = {0.1f, 0.1f, 0.2f, 0.2f};
+
 // Detections of one image: (k, 4) float32 boxes, (k) float32 scores (descending), (k) int64 labels.
 struct Detections {
   at::Tensor boxes;
@@ -82,5 +88,15 @@ struct Detections {
 // max_num (all when max_num <= 0). The candidates are ordered roi-major (index = i * C + c).
 Detections MulticlassNms(const at::Tensor& boxes, const at::Tensor& scores, double score_threshold,
                          double iou_threshold, int64_t max_num);
+
+// BBoxHead.get_bboxes(rescale=True) with the official test_cfg, for one image: scores =
+// softmax(cls_score (k, C + 1)) with the background last; boxes = DecodeDeltas(rois (k, 4),
+// bbox_pred (k, 4C), kRcnnStds) clipped to the image's unpadded (height, width), then divided by
+// the scale factor (float32 [sx, sy, sx, sy]); then MulticlassNms(kRcnnScoreThreshold,
+// kRcnnIouThreshold, kRcnnMaxPerImage). Boxes come back in original-image coordinates. k = 0
+// gives empty results. float32 inputs on one device.
+Detections RcnnPostprocess(const at::Tensor& rois, const at::Tensor& cls_score,
+                           const at::Tensor& bbox_pred, int64_t image_height, int64_t image_width,
+                           float scale_x, float scale_y);
 
 }  // namespace iis::models::detection

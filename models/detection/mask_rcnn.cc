@@ -16,7 +16,6 @@ constexpr int64_t kFpnChannels = 256;
 constexpr int64_t kFcChannels = 1024;
 constexpr int64_t kBoxRoiSize = 7;
 constexpr int64_t kMaskRoiSize = 14;
-constexpr std::array<float, 4> kRcnnStds = {0.1f, 0.1f, 0.2f, 0.2f};
 
 // Registers an empty container module (an nn.ModuleList) under `name`.
 std::shared_ptr<torch::nn::Module> RegisterList(torch::nn::Module& parent, const std::string& name) {
@@ -184,31 +183,19 @@ ImageDetections MaskRcnn::Heads(std::vector<at::Tensor> levels, const DenseImage
   // The RoI heads pool from P2..P5 (made contiguous once, not inside every RoIAlign call).
   levels.pop_back();
   for (auto& l : levels) l = l.contiguous();
-  const at::Tensor scale =
-      at::tensor({meta.scale_x, meta.scale_y, meta.scale_x, meta.scale_y}).to(options_.device);
-
   // ---- Box head, decode clipped to the image, rescale to the original, multi-class NMS.
-  const int64_t k = proposals.size(0);
-  Detections det;
-  if (k > 0) {
-    const at::Tensor boxes_in = proposals.slice(1, 0, 4);
-    const at::Tensor rois = at::cat({at::zeros({k, 1}, boxes_in.options()), boxes_in}, 1);
-    at::Tensor h = ExtractRoiFeatures(levels, rois, kBoxRoiSize).flatten(1);
-    for (const auto& [w, b] : p.shared_fcs) h = at::relu(at::linear(h, w, b));
-    const at::Tensor scores = at::softmax(at::linear(h, p.cls_w, p.cls_b).to(at::kFloat), -1);
-    const at::Tensor deltas = at::linear(h, p.reg_w, p.reg_b).to(at::kFloat);
-    at::Tensor boxes = DecodeDeltas(boxes_in, deltas, kRcnnStds, meta.height, meta.width);
-    boxes = (boxes.view({k, -1, 4}) / scale).view({k, -1});
-    det = MulticlassNms(boxes, scores, kRcnnScoreThreshold, kRcnnIouThreshold, kRcnnMaxPerImage);
-    // Stricter options only drop entries: NMS visits boxes by decreasing score, so the boxes a
-    // higher threshold keeps are never suppressed by those it drops.
-    const int64_t kept = std::min<int64_t>(
-        (det.scores > options.score_threshold).sum().item<int64_t>(), options.max_detections);
-    det = {det.boxes.slice(0, 0, kept), det.scores.slice(0, 0, kept), det.labels.slice(0, 0, kept)};
-  } else {
-    const auto f = at::TensorOptions().dtype(at::kFloat).device(options_.device);
-    det = {at::zeros({0, 4}, f), at::zeros({0}, f), at::zeros({0}, f.dtype(at::kLong))};
-  }
+  const at::Tensor boxes_in = proposals.slice(1, 0, 4);
+  const at::Tensor rois = at::cat({at::zeros({boxes_in.size(0), 1}, boxes_in.options()), boxes_in}, 1);
+  at::Tensor h = ExtractRoiFeatures(levels, rois, kBoxRoiSize).flatten(1);
+  for (const auto& [w, b] : p.shared_fcs) h = at::relu(at::linear(h, w, b));
+  Detections det = RcnnPostprocess(boxes_in, at::linear(h, p.cls_w, p.cls_b).to(at::kFloat),
+                                   at::linear(h, p.reg_w, p.reg_b).to(at::kFloat), meta.height,
+                                   meta.width, meta.scale_x, meta.scale_y);
+  // Stricter options only drop entries: NMS visits boxes by decreasing score, so the boxes a
+  // higher threshold keeps are never suppressed by those it drops.
+  const int64_t kept = std::min<int64_t>(
+      (det.scores > options.score_threshold).sum().item<int64_t>(), options.max_detections);
+  det = {det.boxes.slice(0, 0, kept), det.scores.slice(0, 0, kept), det.labels.slice(0, 0, kept)};
   ImageDetections r;
   r.boxes = det.boxes.to(at::kCPU);
   r.scores = det.scores.to(at::kCPU);
@@ -220,9 +207,11 @@ ImageDetections MaskRcnn::Heads(std::vector<at::Tensor> levels, const DenseImage
     return r;
   }
   // ---- Mask head: its RoIs are the rescaled detections times the scale factor (input pixels).
+  const at::Tensor scale =
+      at::tensor({meta.scale_x, meta.scale_y, meta.scale_x, meta.scale_y}).to(options_.device);
   const at::Tensor b = det.boxes * scale;
-  const at::Tensor rois = at::cat({at::zeros({kd, 1}, b.options()), b}, 1);
-  at::Tensor m = ExtractRoiFeatures(levels, rois, kMaskRoiSize).contiguous(p.format);
+  const at::Tensor mask_rois = at::cat({at::zeros({kd, 1}, b.options()), b}, 1);
+  at::Tensor m = ExtractRoiFeatures(levels, mask_rois, kMaskRoiSize).contiguous(p.format);
   for (const auto& c : p.mask_convs) m = c.Run(m);
   m = at::relu(Upsample2x(m, p.up_w, p.up_b));
   const at::Tensor logits = p.mask_logits.Run(m);

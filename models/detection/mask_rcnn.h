@@ -24,6 +24,7 @@
 #include "models/classifier.h"
 #include "models/cpu/internimage_cpu_plan.h"
 #include "models/dense_batch.h"
+#include "models/detection/box_ops.h"
 #include "models/internimage.h"
 #include "models/layers.h"
 #include "models/registry.h"
@@ -32,10 +33,6 @@ namespace iis::models::detection {
 
 // Side length of the predicted masks (the FCN mask head's 14x14 RoI features, upsampled 2x).
 inline constexpr int64_t kMaskSize = 28;
-// The official test_cfg of the RCNN stage.
-inline constexpr double kRcnnScoreThreshold = 0.05;
-inline constexpr double kRcnnIouThreshold = 0.5;
-inline constexpr int64_t kRcnnMaxPerImage = 100;
 // Binary masks keep probabilities >= this (mask_thr_binary).
 inline constexpr float kMaskThreshold = 0.5f;
 
