@@ -228,12 +228,11 @@ class Unpickler {
   }
 
   std::string ReadLine() {
-    const size_t end = data_.find('\n', pos_);
-    if (end == std::string_view::npos || end - pos_ > kMaxGlobalNameSize) {
-      Fail("a GLOBAL name without its newline");
-    }
-    std::string line(data_.substr(pos_, end - pos_));
-    pos_ = end + 1;
+    const std::string_view window = data_.substr(pos_, kMaxGlobalNameSize + 1);
+    const size_t end = window.find('\n');
+    if (end == std::string_view::npos) Fail("a GLOBAL name without its newline");
+    std::string line(window.substr(0, end));
+    pos_ += end + 1;
     return line;
   }
 
@@ -266,13 +265,13 @@ class Unpickler {
     return items;
   }
 
-  PickleValue* MakeSequence(Kind kind, std::vector<PickleValue*> items) {
+  PickleValue* MakeSequence(Kind kind, const std::vector<PickleValue*>& items) {
     PickleValue* value = New(kind);
     value->items.assign(items.begin(), items.end());
     return value;
   }
 
-  void AddEntries(PickleValue& target, std::vector<PickleValue*>& items) {
+  void AddEntries(PickleValue& target, const std::vector<PickleValue*>& items) {
     if (target.kind != Kind::kDict && target.kind != Kind::kObject) {
       Fail(c10::str("SETITEM(S) on a ", target.Describe()));
     }
@@ -282,7 +281,7 @@ class Unpickler {
     }
   }
 
-  void AddItems(PickleValue& target, std::vector<PickleValue*>& items, bool sets_only) {
+  void AddItems(PickleValue& target, const std::vector<PickleValue*>& items, bool sets_only) {
     const bool is_set = target.kind == Kind::kObject && target.text == kSetClass;
     if (sets_only ? !is_set : (target.kind != Kind::kList && target.kind != Kind::kObject)) {
       Fail(c10::str(sets_only ? "ADDITEMS" : "APPEND(S)", " on a ", target.Describe()));
@@ -407,7 +406,7 @@ class Unpickler {
         const size_t n = op - kTuple1 + 1;
         std::vector<PickleValue*> items(n);
         for (size_t i = n; i-- > 0;) items[i] = Pop();
-        Push(MakeSequence(Kind::kTuple, std::move(items)));
+        Push(MakeSequence(Kind::kTuple, items));
         return;
       }
       case kEmptySet: {
