@@ -239,8 +239,9 @@ StateDict LoadStateDict(const std::string& path) { return LoadCheckpoint(path).w
 
 ApplyReport ApplyStateDict(const std::vector<std::pair<std::string, at::Tensor>>& targets,
                            const StateDict& weights, const ApplyOptions& options) {
-  const std::string source =
-      weights.source().empty() ? "the weights" : c10::str("the weights of ", weights.source());
+  // Messages start with the file the weights came from, like every other checkpoint error.
+  const std::string source = weights.source().empty() ? "the weights"
+                                                      : weights.source() + ": the weights";
   if (options.max_listed_names < 1) {
     throw CheckpointError(c10::str("ApplyOptions::max_listed_names must be >= 1, got ",
                                    options.max_listed_names));
@@ -285,9 +286,9 @@ ApplyReport ApplyStateDict(const std::vector<std::pair<std::string, at::Tensor>>
     }
     const StateDict::Entry*& source_entry = source_of[found->second];
     if (source_entry != nullptr) {
-      throw CheckpointError(c10::str(source, ": checkpoint entries '", source_entry->first,
-                                     "' and '", entry.first, "' both map to model tensor '",
-                                     name, "'"));
+      throw CheckpointError(c10::str(source, " are ambiguous: checkpoint entries '",
+                                     source_entry->first, "' and '", entry.first,
+                                     "' both map to model tensor '", name, "'"));
     }
     source_entry = &entry;
     const at::Tensor& value = entry.second;
