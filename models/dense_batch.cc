@@ -68,6 +68,21 @@ void CheckDenseMetas(const at::Tensor& batch, const std::vector<DenseImageMeta>&
   }
 }
 
+at::Tensor ConvTranspose2x2(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) {
+  TORCH_CHECK(x.dim() == 4 && weight.dim() == 4 && weight.size(0) == x.size(1) &&
+                  weight.size(2) == 2 && weight.size(3) == 2 && bias.dim() == 1 &&
+                  bias.size(0) == weight.size(1),
+              "ConvTranspose2x2: expected x (N, C, H, W), weight (C, O, 2, 2) and bias (O), got ",
+              x.sizes(), ", ", weight.sizes(), ", ", bias.sizes());
+  if (!x.device().is_cpu()) return at::conv_transpose2d(x, weight, bias, {2, 2});
+  const int64_t n = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3), o = weight.size(1);
+  const at::Tensor rows = x.permute({0, 2, 3, 1}).reshape({n * h * w, c});
+  const at::Tensor taps = at::mm(rows, weight.reshape({c, o * 4}));  // (N*H*W, O*2*2)
+  const at::Tensor out =
+      taps.view({n, h, w, o, 2, 2}).permute({0, 3, 1, 4, 2, 5}).reshape({n, o, 2 * h, 2 * w});
+  return out + bias.view({1, o, 1, 1});
+}
+
 ConvModule::ConvModule(int64_t in_channels, int64_t out_channels, int64_t kernel, int64_t padding,
                        bool with_bn, bool relu)
     : relu_(relu) {

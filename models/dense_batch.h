@@ -60,6 +60,13 @@ at::Tensor CollateImages(const std::vector<at::Tensor>& images, int64_t size_div
 void CheckDenseMetas(const at::Tensor& batch, const std::vector<DenseImageMeta>& metas,
                      const char* who);
 
+// nn.ConvTranspose2d(kernel_size=2, stride=2) with `weight` (C_in, C_out, 2, 2) and `bias` (C_out)
+// on x (N, C_in, H, W), giving (N, C_out, 2H, 2W). The four output taps of an input pixel do not
+// overlap, so on the CPU this is one GEMM, (N*H*W, C_in) x (C_in, C_out*4), and a pixel shuffle
+// (LibTorch 1.13 runs such a deconvolution through its slow unfolding path); on other devices it
+// is at::conv_transpose2d. Thread-safe.
+at::Tensor ConvTranspose2x2(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias);
+
 // mmcv's ConvModule as the official necks and heads configure it: `conv` (Conv2d, stride 1) then,
 // when `with_bn`, `bn` (BatchNorm2d eps 1e-5 in eval mode; the conv then has no bias, as mmcv
 // builds it), then ReLU when `relu`. Checkpoint keys: conv.weight, [conv.bias], [bn.weight,

@@ -22,19 +22,6 @@ std::shared_ptr<torch::nn::Module> RegisterList(torch::nn::Module& parent, const
   return parent.register_module(name, std::make_shared<torch::nn::Module>());
 }
 
-// ConvTranspose2d with kernel 2 and stride 2 (weight (C_in, C_out, 2, 2)). The four output taps of
-// an input pixel do not overlap, so on the CPU it is one GEMM, (N*H*W, C_in) x (C_in, C_out*4),
-// followed by a pixel shuffle (LibTorch 1.13 runs the convolution itself through its slow
-// unfolding path); other devices call the library's deconvolution.
-at::Tensor Upsample2x(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) {
-  if (!x.device().is_cpu()) return at::conv_transpose2d(x, weight, bias, {2, 2});
-  const int64_t n = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3), o = weight.size(1);
-  const at::Tensor rows = x.permute({0, 2, 3, 1}).reshape({n * h * w, c});
-  const at::Tensor taps = at::mm(rows, weight.reshape({c, o * 4}));  // (N*H*W, O*2*2)
-  const at::Tensor out = taps.view({n, h, w, o, 2, 2}).permute({0, 3, 1, 4, 2, 5}).reshape({n, o, 2 * h, 2 * w});
-  return out + bias.view({1, o, 1, 1});
-}
-
 double Seconds(std::chrono::steady_clock::time_point since) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - since).count();
 }
@@ -96,7 +83,11 @@ MaskRcnnNetwork::MaskRcnnNetwork(const InternImageConfig& backbone_config, int64
 // The heads' weights in the run dtype/device, convolutions channels-last on the CPU.
 struct MaskRcnn::Plan {
   std::vector<FoldedConv> lateral, fpn;
-  FoldedConv rpn_conv, rpn_cls, rpn_reg;
+  FoldedConv rpn_conv;
+  // rpn_cls and rpn_reg stacked: one (15, 256) matrix applied to every pixel (a 1x1 convolution
+  // as a GEMM over the channels-last pixels; LibTorch's convolution takes its slow path for so
+  // few output channels).
+  at::Tensor rpn_out_w, rpn_out_b;
   std::vector<std::pair<at::Tensor, at::Tensor>> shared_fcs;  // (weight, bias)
   at::Tensor cls_w, cls_b, reg_w, reg_b;
   std::vector<FoldedConv> mask_convs;
@@ -133,8 +124,8 @@ void MaskRcnn::Prepare(const RunOptions& options) {
   }
   const RpnHead& rpn = *network_->rpn_head;
   plan->rpn_conv = FoldedConv(*rpn.rpn_conv, true, dev, dt);
-  plan->rpn_cls = FoldedConv(*rpn.rpn_cls, false, dev, dt);
-  plan->rpn_reg = FoldedConv(*rpn.rpn_reg, false, dev, dt);
+  plan->rpn_out_w = at::cat({rpn.rpn_cls->weight, rpn.rpn_reg->weight}).flatten(1);
+  plan->rpn_out_b = at::cat({rpn.rpn_cls->bias, rpn.rpn_reg->bias});
   const BBoxHead& box = *network_->roi_head->bbox_head;
   for (const auto& fc : box.shared_fcs) plan->shared_fcs.emplace_back(fc->weight, fc->bias);
   plan->cls_w = box.fc_cls->weight;
@@ -174,9 +165,12 @@ ImageDetections MaskRcnn::Heads(std::vector<at::Tensor> levels, const DenseImage
   // ---- RPN on every level (shared weights), then the proposals.
   std::vector<at::Tensor> cls(5), reg(5), anchors(5);
   for (int l = 0; l < 5; ++l) {
-    const at::Tensor t = p.rpn_conv.Run(levels[l]);
-    cls[l] = p.rpn_cls.Run(t).to(at::kFloat)[0];
-    reg[l] = p.rpn_reg.Run(t).to(at::kFloat)[0];
+    const at::Tensor t = p.rpn_conv.Run(levels[l])[0];  // (256, h, w)
+    const at::Tensor out = at::linear(t.permute({1, 2, 0}), p.rpn_out_w, p.rpn_out_b)
+                               .to(at::kFloat)
+                               .permute({2, 0, 1});  // (15, h, w) view
+    cls[l] = out.slice(0, 0, kAnchorsPerLocation);
+    reg[l] = out.slice(0, kAnchorsPerLocation);
     anchors[l] = GridAnchors(kRpnStrides[l], levels[l].size(2), levels[l].size(3)).to(options_.device);
   }
   const at::Tensor proposals = RpnProposals(cls, reg, anchors, meta.height, meta.width);
@@ -213,7 +207,7 @@ ImageDetections MaskRcnn::Heads(std::vector<at::Tensor> levels, const DenseImage
   const at::Tensor mask_rois = at::cat({at::zeros({kd, 1}, b.options()), b}, 1);
   at::Tensor m = ExtractRoiFeatures(levels, mask_rois, kMaskRoiSize).contiguous(p.format);
   for (const auto& c : p.mask_convs) m = c.Run(m);
-  m = at::relu(Upsample2x(m, p.up_w, p.up_b));
+  m = at::relu(ConvTranspose2x2(m, p.up_w, p.up_b));
   const at::Tensor logits = p.mask_logits.Run(m);
   const at::Tensor picked = logits.index({at::arange(kd, det.labels.options()), det.labels});
   r.mask_probs = picked.to(at::kFloat).sigmoid().to(at::kCPU).contiguous();
