@@ -88,10 +88,9 @@ void RegisterFile(const std::string& label, const std::string& path) {
 
 int main(int argc, char** argv) {
   benchmark::Initialize(&argc, argv);
-  const std::string synthetic =
-      (std::filesystem::temp_directory_path() / ("checkpoint_bench_" + std::to_string(getpid()) +
-                                                 ".safetensors"))
-          .string();
+  const std::string synthetic = (std::filesystem::temp_directory_path() /
+                                 ("checkpoint_bench_" + std::to_string(getpid()) + ".safetensors"))
+                                    .string();
   iis::checkpoint::WriteSafetensors(synthetic, 64, int64_t{1} << 20);  // 64 x 4 MiB
   iis::checkpoint::RegisterFile("synthetic_256MiB.safetensors", synthetic);
   for (int i = 1; i < argc; ++i) {
@@ -105,8 +104,10 @@ int main(int argc, char** argv) {
       }
     }
     if (!known) {
-      std::fprintf(stderr, "unknown argument '%s'; expected --pth=FILE, --safetensors=FILE or "
-                   "Google Benchmark flags\n", arg.c_str());
+      std::fprintf(stderr,
+                   "unknown argument '%s'; expected --pth=FILE, --safetensors=FILE or "
+                   "Google Benchmark flags\n",
+                   arg.c_str());
       std::filesystem::remove(synthetic);
       return 2;
     }

@@ -19,11 +19,11 @@ struct JsonValue {
   const JsonValue* Find(std::string_view key) const;
 
   Kind kind = Kind::kNull;
-  bool boolean = false;                                     // kBool
-  int64_t integer = 0;                                      // kInteger
-  std::string string;                                       // kString, UTF-8
-  std::vector<JsonValue> array;                             // kArray
-  std::vector<std::pair<std::string, JsonValue>> members;   // kObject, in file order
+  bool boolean = false;                                    // kBool
+  int64_t integer = 0;                                     // kInteger
+  std::string string;                                      // kString, UTF-8
+  std::vector<JsonValue> array;                            // kArray
+  std::vector<std::pair<std::string, JsonValue>> members;  // kObject, in file order
 };
 
 // Returns the name of `kind` ("null", "integer", "object", ...) for error messages.

@@ -17,18 +17,18 @@ namespace iis::checkpoint {
 // What an allowlisted global is allowed to do when the pickle calls or instantiates it.
 struct GlobalInfo {
   enum class Role {
-    kOrderedDict,          // collections.OrderedDict(): an empty dict
-    kRebuildTensorV2,      // torch._utils._rebuild_tensor_v2: a tensor of a typed storage
-    kRebuildTensorV3,      // torch._utils._rebuild_tensor_v3: a tensor with an explicit dtype
-    kRebuildParameter,     // torch._utils._rebuild_parameter(tensor, requires_grad, hooks)
+    kOrderedDict,                // collections.OrderedDict(): an empty dict
+    kRebuildTensorV2,            // torch._utils._rebuild_tensor_v2: a tensor of a typed storage
+    kRebuildTensorV3,            // torch._utils._rebuild_tensor_v3: a tensor with an explicit dtype
+    kRebuildParameter,           // torch._utils._rebuild_parameter(tensor, requires_grad, hooks)
     kRebuildParameterWithState,  // ... the same with a fourth argument, the Python state
-    kRebuildFromTypeV2,    // torch._tensor._rebuild_from_type_v2(func, type, args, state)
-    kTensorType,           // torch.Tensor / torch.nn.Parameter, only as _rebuild_from_type_v2's type
-    kStorageType,          // a storage class in a persistent id; dtype tells its element type
-    kDtype,                // a torch.dtype value; dtype tells which
-    kCodecsEncode,         // _codecs.encode(text, 'latin1'): how protocol 2 writes bytes
-    kEmptyBytes,           // builtins.bytes(): how protocol 2 writes b''
-    kPlaceholder,          // inert metadata class: calling it builds a kObject, nothing more
+    kRebuildFromTypeV2,          // torch._tensor._rebuild_from_type_v2(func, type, args, state)
+    kTensorType,                 // torch.Tensor / nn.Parameter, as _rebuild_from_type_v2's type
+    kStorageType,                // a storage class in a persistent id; dtype tells its element type
+    kDtype,                      // a torch.dtype value; dtype tells which
+    kCodecsEncode,               // _codecs.encode(text, 'latin1'): how protocol 2 writes bytes
+    kEmptyBytes,                 // builtins.bytes(): how protocol 2 writes b''
+    kPlaceholder,                // inert metadata class: calling it builds a kObject, nothing more
   };
 
   const char* name;
@@ -205,8 +205,8 @@ class Unpickler {
     if (opcode_pos_ < data_.size()) {
       std::snprintf(op, sizeof(op), "0x%02x", static_cast<unsigned char>(data_[opcode_pos_]));
     }
-    throw CheckpointError(c10::str(source_, ": malformed pickle at byte ", opcode_pos_,
-                                   " (opcode ", op, "): ", what));
+    throw CheckpointError(c10::str(source_, ": malformed pickle at byte ", opcode_pos_, " (opcode ",
+                                   op, "): ", what));
   }
 
   // ---- reading the stream -------------------------------------------------------------------
@@ -541,8 +541,7 @@ class Unpickler {
     for (uint64_t i = 8; i < size; ++i) {
       if (static_cast<unsigned char>(bytes[i]) != (negative ? 0xFF : 0x00)) fits = false;
     }
-    if (size > 8 && fits &&
-        ((static_cast<unsigned char>(bytes[7]) & 0x80) != 0) != negative) {
+    if (size > 8 && fits && ((static_cast<unsigned char>(bytes[7]) & 0x80) != 0) != negative) {
       fits = false;
     }
     if (!fits) {
@@ -600,10 +599,10 @@ class Unpickler {
   }
 
   const std::vector<const PickleValue*>& TupleArgs(const PickleValue& callable,
-                                                  const PickleValue* args) {
+                                                   const PickleValue* args) {
     if (args->kind != Kind::kTuple) {
-      Fail(c10::str("arguments of '", callable.text, "' must be a tuple, not a ",
-                    args->Describe()));
+      Fail(
+          c10::str("arguments of '", callable.text, "' must be a tuple, not a ", args->Describe()));
     }
     return args->items;
   }
@@ -799,8 +798,7 @@ class Unpickler {
   //                    [, metadata]) and _rebuild_tensor_v3(..., backward_hooks, dtype
   //                    [, metadata]).
   PickleValue* RebuildTensor(const PickleValue& callable,
-                             const std::vector<const PickleValue*>& args,
-                             bool explicit_dtype) {
+                             const std::vector<const PickleValue*>& args, bool explicit_dtype) {
     if (args[0]->kind != Kind::kStorage) {
       Fail(c10::str("'", callable.text, "' needs a storage, not a ", args[0]->Describe()));
     }
@@ -850,8 +848,9 @@ class Unpickler {
       }
       if (key->text == "conj_bit" || !value->boolean) continue;
       if (key->text == "neg_bit") {
-        Fail("a tensor saved as a negated view (neg_bit) is not supported; save "
-             "tensor.resolve_neg() instead");
+        Fail(
+            "a tensor saved as a negated view (neg_bit) is not supported; save "
+            "tensor.resolve_neg() instead");
       }
       Fail(c10::str("unknown tensor metadata '", key->text, "'"));
     }
@@ -879,8 +878,8 @@ class Unpickler {
     if (MulOverflows(end, element, &end_bytes) || end_bytes > storage_bytes) {
       Fail(c10::str("a tensor of size ", c10::IntArrayRef(tensor.sizes), ", stride ",
                     c10::IntArrayRef(tensor.strides), " and offset ", tensor.storage_offset,
-                    " reaches outside its storage '", tensor.storage->key, "' of ",
-                    storage_bytes, " bytes"));
+                    " reaches outside its storage '", tensor.storage->key, "' of ", storage_bytes,
+                    " bytes"));
     }
   }
 

@@ -26,9 +26,9 @@ struct StorageRef {
   // Size of the storage in bytes (numel * element size of dtype).
   int64_t nbytes() const;
 
-  std::string key;       // the bytes are the zip entry <archive>/data/<key>
+  std::string key;  // the bytes are the zip entry <archive>/data/<key>
   c10::ScalarType dtype = c10::ScalarType::Byte;  // Byte for untyped storages
-  int64_t numel = 0;     // number of dtype elements
+  int64_t numel = 0;                              // number of dtype elements
   std::string location;  // device the tensor was saved from ("cpu", "cuda:0"); informational
 };
 

@@ -44,8 +44,14 @@ class Pickle {
   Pickle& Tuple() { return Op("t"); }
   // ('storage', torch.<type>, key, 'cpu', numel) BINPERSID
   Pickle& Storage(const std::string& type, const std::string& key, int32_t numel) {
-    return Mark().Str("storage").Global("torch", type).Str(key).Str("cpu").Int(numel).Tuple().Op(
-        "Q");
+    return Mark()
+        .Str("storage")
+        .Global("torch", type)
+        .Str(key)
+        .Str("cpu")
+        .Int(numel)
+        .Tuple()
+        .Op("Q");
   }
   // _rebuild_tensor_v2(<storage>, offset, (sizes), (strides), False, OrderedDict())
   Pickle& Tensor(const std::string& type, const std::string& key, int32_t numel, int32_t offset,
@@ -91,7 +97,7 @@ TEST(PickleReaderTest, BuildsContainersAndSharesMemoizedValues) {
                                .Op("h\x01")  // BINGET 1
                                .Str("c")
                                .Op("N\x88G\x40\x04\x00\x00\x00\x00\x00\x00\x87"s)  // TUPLE3
-                               .Op("u")                                          // SETITEMS
+                               .Op("u")                                            // SETITEMS
                                .Stop();
   const Unpickled result = Unpickle(data, "test.pth");
   const PickleValue& root = result.root();
@@ -129,12 +135,13 @@ TEST(PickleReaderTest, AllowlistedGlobalsOnlyDoWhatTheyAreFor) {
               HasSubstr("'torch.FloatStorage' cannot be called"));
   EXPECT_THAT(UnpickleError(Pickle().Global("collections", "OrderedDict").Op(")\x81").Stop()),
               HasSubstr("NEWOBJ of a global 'collections.OrderedDict'"));
-  EXPECT_THAT(UnpickleError(Pickle().Global("_codecs", "encode").Str("x").Str("rot13").Op(
-                                "\x86R").Stop()),
-              HasSubstr("only read as (str, 'latin1')"));
-  EXPECT_THAT(UnpickleError(Pickle().Global("torch._utils", "_rebuild_parameter").Int(1).Op(
-                                "\x88}\x87R").Stop()),
-              HasSubstr("wraps a int, not a tensor"));
+  EXPECT_THAT(
+      UnpickleError(Pickle().Global("_codecs", "encode").Str("x").Str("rot13").Op("\x86R").Stop()),
+      HasSubstr("only read as (str, 'latin1')"));
+  EXPECT_THAT(
+      UnpickleError(
+          Pickle().Global("torch._utils", "_rebuild_parameter").Int(1).Op("\x88}\x87R").Stop()),
+      HasSubstr("wraps a int, not a tensor"));
 }
 
 TEST(PickleReaderTest, BuildsTensorViewsOfOneStorage) {
@@ -172,8 +179,9 @@ TEST(PickleReaderTest, RejectsTensorsOutsideTheirStorage) {
   EXPECT_THAT(UnpickleError(Pickle().Tensor("FloatStorage", "0", 12, 13, {0}, {1}).Stop()),
               HasSubstr("reaches outside its storage"));
   EXPECT_THAT(
-      UnpickleError(Pickle().Tensor("FloatStorage", "0", 12, 0, {1 << 30, 1 << 30, 1 << 30},
-                                    {0, 0, 0}).Stop()),
+      UnpickleError(Pickle()
+                        .Tensor("FloatStorage", "0", 12, 0, {1 << 30, 1 << 30, 1 << 30}, {0, 0, 0})
+                        .Stop()),
       HasSubstr("more than 2^63 elements"));
   EXPECT_THAT(UnpickleError(Pickle().Tensor("FloatStorage", "0", 12, 0, {-1}, {1}).Stop()),
               HasSubstr("that is not a non-negative int"));
@@ -210,15 +218,18 @@ TEST(PickleReaderTest, RejectsMalformedStreams) {
   EXPECT_THAT(UnpickleError(Pickle().Op("K\x01K\x02u").Stop()), HasSubstr("no MARK to pop to"));
   EXPECT_THAT(UnpickleError(Pickle().Op("K\x00K\x01K\x02s"s).Stop()),
               HasSubstr("SETITEM(S) on a int"));
-  EXPECT_THAT(UnpickleError(Pickle().Op(")K\x01" "a").Stop()), HasSubstr("APPEND(S) on a tuple"));
+  EXPECT_THAT(UnpickleError(Pickle()
+                                .Op(")K\x01"
+                                    "a")
+                                .Stop()),
+              HasSubstr("APPEND(S) on a tuple"));
   EXPECT_THAT(UnpickleError(Pickle().Op("]N").Op("b").Stop()), HasSubstr("BUILD on a list"));
   EXPECT_THAT(UnpickleError("\x80\x06N."), HasSubstr("pickle protocol 6 is newer than 5"));
   EXPECT_THAT(UnpickleError(Pickle().Op("cos\nsystem").Stop()),
               HasSubstr("a GLOBAL name without its newline"));
   EXPECT_THAT(UnpickleError(Pickle().Op("\x95\xff\x00\x00\x00\x00\x00\x00\x00N"s).Stop()),
               HasSubstr("a FRAME longer than the data"));
-  EXPECT_THAT(UnpickleError(Pickle().Op("Pfoo\n").Stop()),
-              HasSubstr("unsupported opcode 'P'"));
+  EXPECT_THAT(UnpickleError(Pickle().Op("Pfoo\n").Stop()), HasSubstr("unsupported opcode 'P'"));
   EXPECT_THAT(UnpickleError(Pickle().Op("(ios\nsystem\n").Stop()),
               HasSubstr("unsupported opcode 'i'"));
   EXPECT_THAT(UnpickleError(Pickle().Op("\x97").Stop()), HasSubstr("out-of-band buffers"));
@@ -266,7 +277,11 @@ TEST(PickleReaderTest, SurvivesDeepNestingAndCycles) {
     EXPECT_EQ(depth, kDepth);
   }  // released without recursion
   // A list that contains itself.
-  const Unpickled cycle = Unpickle(Pickle().Op("]q\x00h\x00" "a"s).Stop(), "test.pth");
+  const Unpickled cycle = Unpickle(Pickle()
+                                       .Op("]q\x00h\x00"
+                                           "a"s)
+                                       .Stop(),
+                                   "test.pth");
   EXPECT_EQ(cycle.root().items.at(0), &cycle.root());
 }
 
@@ -285,7 +300,9 @@ TEST_F(PickleFixtureTest, ReadsTheMetadataOfAClassificationCheckpoint) {
   EXPECT_EQ(root.Find("amp")->kind, Kind::kNone);
   // Protocol 2 writes bytes as _codecs.encode(latin-1 text) and b'' as bytes().
   EXPECT_EQ(root.Find("bytes")->kind, Kind::kBytes);
-  EXPECT_EQ(root.Find("bytes")->text, "\x00\x01" "binary\xff"s);
+  EXPECT_EQ(root.Find("bytes")->text,
+            "\x00\x01"
+            "binary\xff"s);
   EXPECT_EQ(root.Find("empty_bytes")->kind, Kind::kBytes);
   EXPECT_EQ(root.Find("empty_bytes")->text, "");
   EXPECT_EQ(root.Find("slice")->Describe(), "'__builtin__.slice' object");
@@ -330,7 +347,9 @@ TEST_F(PickleFixtureTest, ReadsProtocolFourOpcodes) {
   ASSERT_EQ(set->kind, Kind::kObject);  // EMPTY_SET + ADDITEMS
   EXPECT_EQ(set->text, "builtins.set");
   EXPECT_EQ(set->items.size(), 2u);
-  EXPECT_EQ(meta->Find("bytes")->text, "\x00\xff" "raw"s);  // SHORT_BINBYTES
+  EXPECT_EQ(meta->Find("bytes")->text,
+            "\x00\xff"
+            "raw"s);  // SHORT_BINBYTES
   EXPECT_EQ(archive.root().Find("state_dict")->Find("extra.bf16")->kind, Kind::kTensor);
 }
 

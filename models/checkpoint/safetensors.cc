@@ -28,7 +28,7 @@ struct DtypeName {
 };
 
 constexpr DtypeName kDtypes[] = {
-    {"F32", at::kFloat}, {"F64", at::kDouble}, {"F16", at::kHalf}, {"BF16", at::kBFloat16},
+    {"F32", at::kFloat}, {"F64", at::kDouble}, {"F16", at::kHalf},  {"BF16", at::kBFloat16},
     {"I64", at::kLong},  {"I32", at::kInt},    {"I16", at::kShort}, {"I8", at::kChar},
     {"U8", at::kByte},   {"BOOL", at::kBool},
 };
@@ -42,8 +42,8 @@ struct TensorInfo {
   uint64_t end = 0;
 };
 
-TensorInfo ParseTensorInfo(const std::string& path, const std::string& name,
-                           const JsonValue& value, uint64_t data_size) {
+TensorInfo ParseTensorInfo(const std::string& path, const std::string& name, const JsonValue& value,
+                           uint64_t data_size) {
   const auto fail = [&](const std::string& what) {
     return CheckpointError(c10::str(path, ": safetensors header entry '", name, "' ", what));
   };

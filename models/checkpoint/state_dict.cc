@@ -52,10 +52,11 @@ CheckpointFormat DetectFormat(const std::string& path) {
   }
   if (size == sizeof(head) && head[8] == '{') return CheckpointFormat::kSafetensors;
   if (size >= 2 && head[0] == 0x80 && head[1] >= 2 && head[1] <= 5) {
-    throw CheckpointError(c10::str(
-        path, ": this is a legacy torch.save file (PyTorch < 1.6 or "
-              "_use_new_zipfile_serialization=False), which this reader does not read; re-save "
-              "it in Python with torch.save(torch.load(old_path), new_path)"));
+    throw CheckpointError(
+        c10::str(path,
+                 ": this is a legacy torch.save file (PyTorch < 1.6 or "
+                 "_use_new_zipfile_serialization=False), which this reader does not read; re-save "
+                 "it in Python with torch.save(torch.load(old_path), new_path)"));
   }
   std::string shown;
   for (uint64_t i = 0; i < size; ++i) {
@@ -97,8 +98,8 @@ std::vector<std::string> ReadClasses(const PickleValue& root) {
 const PickleValue& SelectWeights(const std::string& path, const PickleValue& root,
                                  const LoadOptions& options, std::string* weights_key) {
   if (root.kind != Kind::kDict) {
-    throw CheckpointError(c10::str(path, ": the checkpoint holds a ", root.Describe(),
-                                   ", expected a dict"));
+    throw CheckpointError(
+        c10::str(path, ": the checkpoint holds a ", root.Describe(), ", expected a dict"));
   }
   const PickleValue* weights = nullptr;
   if (!options.state_dict_key.empty()) {
@@ -119,15 +120,16 @@ const PickleValue& SelectWeights(const std::string& path, const PickleValue& roo
                     [](const auto& entry) { return entry.second->kind == Kind::kTensor; });
     if (!all_tensors) {
       throw CheckpointError(c10::str(
-          path, ": found no weights: no 'state_dict' or 'model' entry, and the top-level "
-                "entries (",
+          path,
+          ": found no weights: no 'state_dict' or 'model' entry, and the top-level "
+          "entries (",
           ListKeys(root), ") are not all tensors; name the entry in LoadOptions::state_dict_key"));
     }
     weights = &root;
   }
   if (weights->kind != Kind::kDict) {
-    throw CheckpointError(c10::str(path, ": entry '", *weights_key, "' is a ",
-                                   weights->Describe(), ", expected a dict of tensors"));
+    throw CheckpointError(c10::str(path, ": entry '", *weights_key, "' is a ", weights->Describe(),
+                                   ", expected a dict of tensors"));
   }
   return *weights;
 }
@@ -143,8 +145,8 @@ Checkpoint LoadTorchZip(const std::string& path, const LoadOptions& options) {
   checkpoint.weights = StateDict(path);
   for (const auto& [key, value] : weights.entries) {
     if (key->kind != Kind::kString) {
-      throw CheckpointError(c10::str(path, ": a key", where, " is a ", key->Describe(),
-                                     ", expected a str"));
+      throw CheckpointError(
+          c10::str(path, ": a key", where, " is a ", key->Describe(), ", expected a str"));
     }
     if (value->kind != Kind::kTensor) {
       throw CheckpointError(c10::str(path, ": entry '", key->text, "'", where, " is a ",
@@ -214,8 +216,8 @@ void AddModuleTensors(const torch::nn::Module& module, const std::string& prefix
 
 void StateDict::Insert(std::string name, at::Tensor tensor) {
   if (!index_.emplace(name, entries_.size()).second) {
-    throw CheckpointError(c10::str(source_.empty() ? "state dict" : source_,
-                                   ": the name '", name, "' appears twice"));
+    throw CheckpointError(c10::str(source_.empty() ? "state dict" : source_, ": the name '", name,
+                                   "' appears twice"));
   }
   entries_.emplace_back(std::move(name), std::move(tensor));
 }
@@ -240,11 +242,11 @@ StateDict LoadStateDict(const std::string& path) { return LoadCheckpoint(path).w
 ApplyReport ApplyStateDict(const std::vector<std::pair<std::string, at::Tensor>>& targets,
                            const StateDict& weights, const ApplyOptions& options) {
   // Messages start with the file the weights came from, like every other checkpoint error.
-  const std::string source = weights.source().empty() ? "the weights"
-                                                      : weights.source() + ": the weights";
+  const std::string source =
+      weights.source().empty() ? "the weights" : weights.source() + ": the weights";
   if (options.max_listed_names < 1) {
-    throw CheckpointError(c10::str("ApplyOptions::max_listed_names must be >= 1, got ",
-                                   options.max_listed_names));
+    throw CheckpointError(
+        c10::str("ApplyOptions::max_listed_names must be >= 1, got ", options.max_listed_names));
   }
   std::unordered_map<std::string, size_t> target_index;
   for (size_t i = 0; i < targets.size(); ++i) {
@@ -279,9 +281,8 @@ ApplyReport ApplyStateDict(const std::vector<std::pair<std::string, at::Tensor>>
     }
     const auto found = target_index.find(name);
     if (found == target_index.end()) {
-      report.unexpected.push_back(name == entry.first
-                                      ? name
-                                      : c10::str(name, " (checkpoint '", entry.first, "')"));
+      report.unexpected.push_back(
+          name == entry.first ? name : c10::str(name, " (checkpoint '", entry.first, "')"));
       continue;
     }
     const StateDict::Entry*& source_entry = source_of[found->second];
@@ -296,9 +297,8 @@ ApplyReport ApplyStateDict(const std::vector<std::pair<std::string, at::Tensor>>
     if (value.sizes() != target.sizes() ||
         KindOf(value.scalar_type()) != KindOf(target.scalar_type()) ||
         KindOf(value.scalar_type()) == DtypeKind::kOther) {
-      mismatched.push_back(c10::str(name, ": checkpoint ", value.scalar_type(), " ",
-                                    value.sizes(), " vs model ", target.scalar_type(), " ",
-                                    target.sizes()));
+      mismatched.push_back(c10::str(name, ": checkpoint ", value.scalar_type(), " ", value.sizes(),
+                                    " vs model ", target.scalar_type(), " ", target.sizes()));
     }
   }
   for (size_t i = 0; i < targets.size(); ++i) {
@@ -317,8 +317,8 @@ ApplyReport ApplyStateDict(const std::vector<std::pair<std::string, at::Tensor>>
     }
     message += c10::str(" ", mismatched.size(), " with a different shape or dtype kind");
     if (options.strict) {
-      AppendList(message, "missing from the checkpoint", report.missing,
-                 options.max_listed_names, /*one_per_line=*/false);
+      AppendList(message, "missing from the checkpoint", report.missing, options.max_listed_names,
+                 /*one_per_line=*/false);
       AppendList(message, "unexpected (not in the model)", report.unexpected,
                  options.max_listed_names, /*one_per_line=*/false);
     }

@@ -123,9 +123,10 @@ struct ApplyReport {
 // integer: widths); a value of another kind (floating point, integer, bool) is a mismatch. Checks
 // everything before copying anything, and throws one CheckpointError listing every missing,
 // unexpected and mismatched name (each list capped at options.max_listed_names, with counts;
-// the message starts with weights.source()), so a failed call leaves the targets unchanged. Also throws if `targets` repeats a name, two
-// checkpoint entries map to the same target, or options.max_listed_names < 1. Runs under
-// torch::NoGradGuard. Not thread-safe with respect to the targets.
+// the message starts with weights.source()), so a failed call leaves the targets unchanged. Also
+// throws if `targets` repeats a name, two checkpoint entries map to the same target, or
+// options.max_listed_names < 1. Runs under torch::NoGradGuard. Not thread-safe with respect to the
+// targets.
 ApplyReport ApplyStateDict(const std::vector<std::pair<std::string, at::Tensor>>& targets,
                            const StateDict& weights, const ApplyOptions& options = {});
 

@@ -224,8 +224,8 @@ TEST_F(StateDictTest, AppliesEveryParameterAndBuffer) {
 
 TEST_F(StateDictTest, ConvertsHalfAndBfloat16IntoFloat) {
   const StateDict weights = LoadStateDict(Fixture("cls.pth"));
-  std::vector<std::pair<std::string, at::Tensor>> targets = {
-      {"extra.half", torch::zeros({5, 7})}, {"extra.bf16", torch::zeros({4, 6})}};
+  std::vector<std::pair<std::string, at::Tensor>> targets = {{"extra.half", torch::zeros({5, 7})},
+                                                             {"extra.bf16", torch::zeros({4, 6})}};
   ApplyOptions options;
   options.strict = false;
   const ApplyReport report = ApplyStateDict(targets, weights, options);
@@ -280,8 +280,8 @@ TEST_F(StateDictTest, SelectsRenamesAndIgnoresByPrefix) {
     const ApplyReport report = ApplyStateDict(*model, detector, options);
     EXPECT_EQ(report.loaded, 9);
     EXPECT_EQ(report.skipped, 2);  // neck.lateral.weight, auxiliary_head.conv.weight
-    EXPECT_TRUE(torch::equal(model->named_parameters()["0.weight"],
-                             *detector.Find("backbone.0.weight")));
+    EXPECT_TRUE(
+        torch::equal(model->named_parameters()["0.weight"], *detector.Find("backbone.0.weight")));
   }
   {
     // A head that the checkpoint must not touch: ignored on both sides.

@@ -88,8 +88,8 @@ at::Tensor TorchArchive::ReadStorage(const StorageRef& storage) const {
   if (entry->size != static_cast<uint64_t>(storage.nbytes())) {
     throw CheckpointError(c10::str(path(), ": record '", name, "' has ", entry->size,
                                    " bytes but its storage needs ", storage.numel, " ",
-                                   c10::toString(storage.dtype), " elements (",
-                                   storage.nbytes(), " bytes)"));
+                                   c10::toString(storage.dtype), " elements (", storage.nbytes(),
+                                   " bytes)"));
   }
   at::Tensor bytes = at::empty({storage.nbytes()}, at::TensorOptions().dtype(at::kByte));
   zip_.ReadEntry(*entry, bytes.data_ptr());

@@ -89,9 +89,9 @@ ZipReader::Directory ZipReader::FindDirectory() const {
     }
   }
   if (record == tail_size) {
-    throw CheckpointError(c10::str(
-        path(), ": no zip end-of-central-directory record at the end of the file (",
-        "the file is truncated or not a zip archive)"));
+    throw CheckpointError(
+        c10::str(path(), ": no zip end-of-central-directory record at the end of the file (",
+                 "the file is truncated or not a zip archive)"));
   }
   const unsigned char* eocd = bytes + record;
   const uint64_t eocd_offset = tail_start + record;
@@ -123,7 +123,8 @@ ZipReader::Directory ZipReader::FindDirectory() const {
       unsigned char zip64[kZip64EndOfDirectorySize];
       file_.ReadAt(record_offset, zip64, kZip64EndOfDirectorySize);
       if (Load32(zip64) != kZip64EndOfDirectorySignature) {
-        throw CheckpointError(c10::str(path(), ": corrupt zip64 end-of-central-directory record at ",
+        throw CheckpointError(c10::str(path(),
+                                       ": corrupt zip64 end-of-central-directory record at ",
                                        "byte ", record_offset, " (bad signature)"));
       }
       if (Load32(zip64 + 16) != 0 || Load32(zip64 + 20) != 0) {
@@ -135,9 +136,8 @@ ZipReader::Directory ZipReader::FindDirectory() const {
       directory_end_limit = record_offset;
     }
   }
-  if (!has_locator &&
-      (directory.entries == 0xFFFF || directory.size == 0xFFFFFFFF ||
-       directory.offset == 0xFFFFFFFF)) {
+  if (!has_locator && (directory.entries == 0xFFFF || directory.size == 0xFFFFFFFF ||
+                       directory.offset == 0xFFFFFFFF)) {
     throw CheckpointError(c10::str(path(), ": the zip directory needs zip64 values but the zip64 ",
                                    "locator is missing (corrupt or truncated archive)"));
   }

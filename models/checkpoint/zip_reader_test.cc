@@ -169,8 +169,7 @@ TEST_F(ZipReaderTest, CorruptDirectoriesAreErrors) {
   {
     std::string corrupt = bytes;
     Store64(corrupt, zip64_record + 32, 1000000);  // entry count
-    EXPECT_THAT(OpenError(Scratch("c.pth", corrupt)),
-                HasSubstr("1000000 entries cannot fit in"));
+    EXPECT_THAT(OpenError(Scratch("c.pth", corrupt)), HasSubstr("1000000 entries cannot fit in"));
   }
   {
     std::string corrupt = bytes;
@@ -191,8 +190,8 @@ TEST_F(ZipReaderTest, CorruptDirectoriesAreErrors) {
     std::string corrupt = bytes;
     corrupt[bytes.rfind("PK\x06\x07") + 2] = 'X';  // zip64 locator gone: values are 0xFFFF..
     const std::string error = OpenError(Scratch("g.pth", corrupt));
-    EXPECT_THAT(error, AnyOf(HasSubstr("zip64 locator is missing"),
-                             HasSubstr("corrupt zip directory")));
+    EXPECT_THAT(error,
+                AnyOf(HasSubstr("zip64 locator is missing"), HasSubstr("corrupt zip directory")));
   }
 }
 

@@ -10,9 +10,10 @@ namespace iis::checkpoint::fixtures {
 
 at::ScalarType DtypeFromPythonName(const std::string& name) {
   static const std::map<std::string, at::ScalarType> kDtypes = {
-      {"float32", at::kFloat}, {"float64", at::kDouble}, {"float16", at::kHalf},
-      {"bfloat16", at::kBFloat16}, {"int64", at::kLong}, {"int32", at::kInt},
-      {"int16", at::kShort}, {"int8", at::kChar}, {"uint8", at::kByte}, {"bool", at::kBool},
+      {"float32", at::kFloat},     {"float64", at::kDouble}, {"float16", at::kHalf},
+      {"bfloat16", at::kBFloat16}, {"int64", at::kLong},     {"int32", at::kInt},
+      {"int16", at::kShort},       {"int8", at::kChar},      {"uint8", at::kByte},
+      {"bool", at::kBool},
   };
   const auto it = kDtypes.find(name);
   if (it == kDtypes.end()) {

@@ -65,13 +65,13 @@ std::string Generate(std::string* skip_reason) {
   const fs::path partial = cache / (dir.filename().string() + ".partial");
   fs::remove_all(partial, error);
   const std::string log = (cache / "make_fixtures.log").string();
-  const std::string command = "'" + python + "' '" + script + "' '" + partial.string() + "' >'" +
-                              log + "' 2>&1";
+  const std::string command =
+      "'" + python + "' '" + script + "' '" + partial.string() + "' >'" + log + "' 2>&1";
   const int status = std::system(command.c_str());
   const int exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   if (exit_code == kSkipExitCode || (exit_code == 127 && !fs::exists(python))) {
-    *skip_reason = "checkpoint fixtures need " + python + " with torch and numpy: " +
-                   ReadFileBytes(log);
+    *skip_reason =
+        "checkpoint fixtures need " + python + " with torch and numpy: " + ReadFileBytes(log);
     return "";
   }
   if (exit_code != 0) {
