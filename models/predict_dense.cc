@@ -185,21 +185,23 @@ int RunDetection(const Architecture& arch, const DensePredictRequest& request, c
   options.score_threshold = request.score_threshold;
   if (!request.input.empty()) {
     const at::Tensor batch = ReadInputBatch(request.input);
-    const int64_t n = batch.size(0);
-    options.masks = false;
+    const int64_t n = batch.size(0), rows = detection::kRcnnMaxPerImage;
     const std::vector<DenseImageMeta> metas(n, IdentityMeta(batch.size(2), batch.size(3)));
     const auto results = model.Detect(batch, metas, options);
-    at::Tensor dets = at::full({n, detection::kRcnnMaxPerImage, 6}, -1.0f);
+    at::Tensor dets = at::full({n, rows, 6}, -1.0f);
+    at::Tensor masks = at::zeros({n, rows, detection::kMaskSize, detection::kMaskSize});
     for (int64_t i = 0; i < n; ++i) {
       const auto& r = results[i];
       const int64_t k = r.scores.size(0);
       dets[i].slice(0, 0, k).copy_(
           at::cat({r.boxes, r.scores.unsqueeze(1), r.labels.to(at::kFloat).unsqueeze(1)}, 1));
+      masks[i].slice(0, 0, k).copy_(r.mask_probs);
     }
     WriteArray(dir / "dets.npy", dets);
-    std::printf("%s: wrote %s (%lld x %lld x 6)\n", request.input.c_str(),
+    WriteArray(dir / "mask_probs.npy", masks);
+    std::printf("%s: wrote %s (%lld x %lld x 6) and mask_probs.npy\n", request.input.c_str(),
                 (dir / "dets.npy").string().c_str(), static_cast<long long>(n),
-                static_cast<long long>(detection::kRcnnMaxPerImage));
+                static_cast<long long>(rows));
     return 0;
   }
   const std::vector<std::string> stems = Stems(request.images);

@@ -13,7 +13,9 @@
 // multiples of 32) treats the array as N resized images with scale factor 1 and writes the raw
 // outputs for parity checks:
 //   dets.npy:   float32 N x 100 x 6 rows (x1, y1, x2, y2, score, label) in input coordinates,
-//               best first, padded with rows of -1 (detection);
+//               best first, padded with rows of -1 (detection), and
+//   mask_probs.npy: float32 N x 100 x 28 x 28, each detection's mask probabilities (0 rows for
+//               padding);
 //   logits.npy: float32 N x 150 x H x W decode-head logits resized to the input (segmentation).
 // Not thread-safe (it writes files); meant for the runner's main().
 #pragma once

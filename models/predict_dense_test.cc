@@ -97,7 +97,7 @@ TEST_F(PredictDenseTest, SegmentationLogitsAreTheModelsOwn) {
   EXPECT_TRUE(at::equal(written[0], expected[0].logits));
 }
 
-TEST_F(PredictDenseTest, DetectionRowsArePaddedWithMinusOne) {
+TEST_F(PredictDenseTest, DetectionsAndMasksAreTheModelsOwnPaddedToOneHundredRows) {
   at::manual_seed(2);
   const at::Tensor x = at::randn({2, 3, 64, 64});
   const Result r = Run("--model mask_rcnn_internimage_t_fpn_1x_coco --input " + Save("x", x) +
@@ -108,15 +108,17 @@ TEST_F(PredictDenseTest, DetectionRowsArePaddedWithMinusOne) {
   detection::MaskRcnn model(*FindArchitecture("mask_rcnn_internimage_t_fpn_1x_coco"));
   RandomWeights(model.network(), 0);
   model.Prepare(RunOptions{});
-  detection::DetectionOptions options;
-  options.masks = false;
-  const auto expected = model.Detect(x, {IdentityMeta(64, 64), IdentityMeta(64, 64)}, options);
+  const at::Tensor masks = Load(dir_ / "mask_probs.npy");
+  ASSERT_EQ(masks.sizes(), (at::IntArrayRef{2, 100, 28, 28}));
+  const auto expected = model.Detect(x, {IdentityMeta(64, 64), IdentityMeta(64, 64)});
   for (int64_t i = 0; i < 2; ++i) {
     const int64_t k = expected[i].scores.size(0);
     EXPECT_TRUE(at::equal(dets[i].slice(0, 0, k).slice(1, 0, 4), expected[i].boxes));
     EXPECT_TRUE(at::equal(dets[i].slice(0, 0, k).select(1, 4), expected[i].scores));
     EXPECT_TRUE(at::equal(dets[i].slice(0, 0, k).select(1, 5), expected[i].labels.to(at::kFloat)));
     EXPECT_TRUE((dets[i].slice(0, k) == -1).all().item<bool>());
+    EXPECT_TRUE(at::equal(masks[i].slice(0, 0, k), expected[i].mask_probs));
+    EXPECT_TRUE((masks[i].slice(0, k) == 0).all().item<bool>());
   }
 }
 

@@ -58,8 +58,9 @@ Runs an InternImage model offline, in float32 on the CPU.
                    size, pixel = ADE20K class index (0 = wall).
                    --input (N x 3 x H x W, H and W multiples of 32, taken as resized images with
                    scale factor 1): dets.npy, float32 N x 100 x 6 (x1, y1, x2, y2, score, label)
-                   in input coordinates, padded with -1 rows; or logits.npy, float32
-                   N x 150 x H x W (decode-head logits resized to the input)
+                   in input coordinates, padded with -1 rows, and mask_probs.npy, float32
+                   N x 100 x 28 x 28 (each detection's mask probabilities); or logits.npy,
+                   float32 N x 150 x H x W (decode-head logits resized to the input)
   --score-threshold T  detection: keep detections scoring above T (default and minimum 0.05)
   --reference      run the plain ATen reference forward instead of the optimised CPU path
   --threads N      intra-op threads (default: all cores)
