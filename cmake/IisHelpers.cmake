@@ -57,12 +57,15 @@ function(iis_add_test name)
   if(NOT ARG_TIMEOUT)
     set(ARG_TIMEOUT 300)
   endif()
+  # Paths the tests read through tests/testing/paths.h (compiled in: a ';' separated ENVIRONMENT
+  # list does not survive gtest_discover_tests' PROPERTIES forwarding).
+  target_compile_definitions(${name} PRIVATE IIS_TEST_SOURCE_DIR="${PROJECT_SOURCE_DIR}"
+                                             IIS_TEST_BINARY_DIR="${CMAKE_BINARY_DIR}")
   gtest_discover_tests(${name}
     DISCOVERY_MODE PRE_TEST
     DISCOVERY_TIMEOUT 60
     WORKING_DIRECTORY ${PROJECT_SOURCE_DIR}
-    PROPERTIES LABELS "${ARG_LABELS}" TIMEOUT ${ARG_TIMEOUT}
-               ENVIRONMENT "IIS_SOURCE_DIR=${PROJECT_SOURCE_DIR};IIS_BINARY_DIR=${CMAKE_BINARY_DIR}")
+    PROPERTIES LABELS "${ARG_LABELS}" TIMEOUT ${ARG_TIMEOUT})
 endfunction()
 
 # iis_setup_cuda(): enables the CUDA language when IIS_CUDA allows it and nvcc is found

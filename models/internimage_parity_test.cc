@@ -8,6 +8,8 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include "tests/testing/paths.h"
+
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
@@ -24,8 +26,7 @@ namespace iis::models {
 namespace {
 
 std::string FixtureDir() {
-  const char* src = std::getenv("IIS_SOURCE_DIR");
-  return std::string(src ? src : ".") + "/tests/fixtures/internimage/";
+  return testing_paths::SourceDir() + "/tests/fixtures/internimage/";
 }
 
 at::Tensor LoadArray(const std::string& path) {

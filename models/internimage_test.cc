@@ -3,6 +3,8 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include "tests/testing/paths.h"
+
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
@@ -16,9 +18,7 @@ namespace {
 // Reads ../shared/fixtures/internimage-keys/<variant>.tsv: "name<TAB>shape" with shape "AxBxC" or
 // "scalar", in the official state-dict order.
 std::vector<std::pair<std::string, std::string>> ReadFixture(const std::string& file) {
-  const char* src = std::getenv("IIS_SOURCE_DIR");
-  const std::string root = src ? src : ".";
-  std::ifstream in(root + "/../shared/fixtures/" + file);
+  std::ifstream in(testing_paths::SharedDir() + "/fixtures/" + file);
   std::vector<std::pair<std::string, std::string>> rows;
   std::string line;
   while (std::getline(in, line)) {

@@ -16,6 +16,7 @@
 #include <iostream>
 #include <iterator>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "models/classifier.h"
@@ -201,7 +202,8 @@ int Main(int argc, char** argv) {
   const Architecture* arch = FindArchitecture(args.model);
   if (arch == nullptr) UsageError("unknown model '" + args.model + "'");
   ops::CheckOpsRegistered();
-  if (args.threads > 0) at::set_num_threads(args.threads);
+  at::set_num_threads(args.threads > 0 ? args.threads
+                                        : static_cast<int>(std::thread::hardware_concurrency()));
   if (arch->task == ModelTask::kClassification) return RunClassification(args, *arch);
   if (args.output_dir.empty()) UsageError(std::string(TaskName(arch->task)) + " models need --output-dir");
   DensePredictRequest request;
@@ -221,6 +223,9 @@ int Main(int argc, char** argv) {
 int main(int argc, char** argv) {
   try {
     return iis::models::Main(argc, argv);
+  } catch (const c10::Error& e) {
+    std::fprintf(stderr, "internimage-predict: error: %s\n", e.what_without_backtrace());
+    return 1;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "internimage-predict: error: %s\n", e.what());
     return 1;

@@ -3,11 +3,60 @@
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <mutex>
+#include <string>
+
 #include "models/cpu/fused_kernels.h"
 #include "ops/dcnv3.h"
 
 namespace iis::models {
 namespace {
+
+// Stage timing for performance work: with IIS_PLAN_PROFILE=1 in the environment, the time of each
+// stage kind is accumulated and printed at exit. Off by default (one branch per stage).
+class StageProfile {
+ public:
+  static StageProfile& Get() {
+    static StageProfile p;
+    return p;
+  }
+  bool enabled() const { return enabled_; }
+  void Add(const char* stage, double seconds) {
+    std::lock_guard<std::mutex> lock(mu_);
+    totals_[stage] += seconds;
+  }
+  ~StageProfile() {
+    if (!enabled_) return;
+    double all = 0;
+    for (const auto& [k, v] : totals_) all += v;
+    for (const auto& [k, v] : totals_) std::fprintf(stderr, "[plan profile] %-14s %9.3f s  %5.1f%%\n", k.c_str(), v, 100 * v / all);
+  }
+
+ private:
+  StageProfile() : enabled_(std::getenv("IIS_PLAN_PROFILE") != nullptr) {}
+  bool enabled_;
+  std::mutex mu_;
+  std::map<std::string, double> totals_;
+};
+
+class ScopedStage {
+ public:
+  explicit ScopedStage(const char* name) : name_(name) {
+    if (StageProfile::Get().enabled()) start_ = std::chrono::steady_clock::now();
+  }
+  ~ScopedStage() {
+    if (!StageProfile::Get().enabled()) return;
+    StageProfile::Get().Add(name_, std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count());
+  }
+
+ private:
+  const char* name_;
+  std::chrono::steady_clock::time_point start_;
+};
 
 cpu::LayerNormParams LnParams(const LayerNorm& ln) {
   cpu::LayerNormParams p;
@@ -26,6 +75,7 @@ void ParallelRows(int64_t rows, int64_t row_elems, const Fn& fn) {
 }
 
 void LayerNormInto(const at::Tensor& in, const at::Tensor& out, const LayerNorm& ln) {
+  ScopedStage stage("layernorm");
   const int64_t rows = in.size(0), c = in.size(1);
   const float* src = in.data_ptr<float>();
   float* dst = out.data_ptr<float>();
@@ -37,6 +87,7 @@ void LayerNormInto(const at::Tensor& in, const at::Tensor& out, const LayerNorm&
 
 void AddScaledLayerNorm(const at::Tensor& x, const at::Tensor& t, const at::Tensor& scale,
                         const LayerNorm& ln) {
+  ScopedStage stage("add_layernorm");
   const int64_t rows = x.size(0), c = x.size(1);
   float* xp = x.data_ptr<float>();
   const float* tp = t.data_ptr<float>();
@@ -184,7 +235,10 @@ at::Tensor InternImageCpuPlan::RunDcnBranch(const Block& b, const at::Tensor& in
                                             int64_t h, int64_t w) const {
   const int64_t m = in.size(0), c = b.channels;
   at::Tensor value = at::empty({m, c}, in.options());
-  b.input_proj->Run(in, value);
+  {
+    ScopedStage stage("input_proj");
+    b.input_proj->Run(in, value);
+  }
 
   at::Tensor x1 = at::empty({m, c}, in.options());
   const Dcnv3Mixer& dcn = *b.layer->dcn;
@@ -197,12 +251,19 @@ at::Tensor InternImageCpuPlan::RunDcnBranch(const Block& b, const at::Tensor& in
   p.height = h;
   p.width = w;
   p.kernel = b.dw_kernel;
-  at::parallel_for(0, n * h, 1, [&](int64_t s, int64_t e) { cpu::DwConvLnGeluRows(p, s, e); });
+  {
+    ScopedStage stage("dwconv_ln_gelu");
+    at::parallel_for(0, n * h, 1, [&](int64_t s, int64_t e) { cpu::DwConvLnGeluRows(p, s, e); });
+  }
 
   at::Tensor om = at::empty({m, b.om_channels}, in.options());
-  b.offset_mask->Run(x1, om);
+  {
+    ScopedStage stage("offset_mask");
+    b.offset_mask->Run(x1, om);
+  }
   const int64_t gk = b.dcn.group * b.dcn.Points();
   const at::Tensor om4 = om.view({n, h, w, b.om_channels});
+  ScopedStage dcn_stage("dcnv3");
   at::Tensor y = ops::Dcnv3Softmax(value.view({n, h, w, c}), om4.narrow(3, 0, 2 * gk),
                                    om4.narrow(3, 2 * gk, gk), b.dcn)
                      .view({m, c});
@@ -225,9 +286,11 @@ at::Tensor InternImageCpuPlan::RunBlock(const Block& b, at::Tensor x, int64_t n,
   }
   at::Tensor y = RunDcnBranch(b, branch_in, n, h, w);
   if (b.fold_into_residual) {
+    ScopedStage stage("output_proj");
     b.output_proj->Run(y, x);  // x += y (gamma W)^T + gamma b
   } else {
     at::Tensor t = at::empty({m, c}, x.options());
+    ScopedStage stage("output_proj");
     b.output_proj->Run(y, t);
     AddScaledLayerNorm(x, t, b.post_scale1, *b.post_norm1);
   }
@@ -238,11 +301,16 @@ at::Tensor InternImageCpuPlan::RunBlock(const Block& b, at::Tensor x, int64_t n,
     LayerNormInto(x, mlp_in, *b.pre_norm2);
   }
   at::Tensor hidden = at::empty({m, b.hidden}, x.options());
-  b.fc1->Run(mlp_in, hidden);
+  {
+    ScopedStage stage("fc1_gelu");
+    b.fc1->Run(mlp_in, hidden);
+  }
   if (b.fold_into_residual) {
+    ScopedStage stage("fc2");
     b.fc2->Run(hidden, x);
   } else {
     at::Tensor t = at::empty({m, c}, x.options());
+    ScopedStage stage("fc2");
     b.fc2->Run(hidden, t);
     AddScaledLayerNorm(x, t, b.post_scale2, *b.post_norm2);
   }
@@ -255,7 +323,11 @@ std::vector<at::Tensor> InternImageCpuPlan::ForwardLevels(const at::Tensor& inpu
               "InternImageCpuPlan: input must be a CPU fp32 (N, 3, H, W) tensor, got ",
               input.sizes(), " ", input.scalar_type(), " on ", input.device());
   at::NoGradGuard no_grad;
-  at::Tensor x = RunStem(input);  // (N, H, W, C)
+  at::Tensor x;
+  {
+    ScopedStage stage("stem");
+    x = RunStem(input);  // (N, H, W, C)
+  }
   std::vector<at::Tensor> outs;
   for (const auto& level : levels_) {
     const int64_t n = x.size(0), h = x.size(1), w = x.size(2), c = x.size(3);
@@ -271,6 +343,7 @@ std::vector<at::Tensor> InternImageCpuPlan::ForwardLevels(const at::Tensor& inpu
     const at::Tensor out = rows.view({n, h, w, c});
     outs.push_back(out.permute({0, 3, 1, 2}));  // NCHW view, channels-last strides
     if (lv.downsample_conv) {
+      ScopedStage stage("downsample");
       at::Tensor d = lv.downsample_conv->forward(outs.back());
       at::Tensor next = d.permute({0, 2, 3, 1}).contiguous();
       at::Tensor flat = next.view({-1, next.size(3)});
@@ -291,6 +364,7 @@ at::Tensor InternImageCpuPlan::ForwardLogits(const at::Tensor& x) const {
     return model_->HeadLogits(levels);
   }
   at::NoGradGuard no_grad;
+  ScopedStage stage("head");
   const at::Tensor last = levels[3];  // (N, C, h, w), channels-last strides
   const int64_t n = last.size(0), c = last.size(1), hw = last.size(2) * last.size(3);
   const at::Tensor rows = last.permute({0, 2, 3, 1}).reshape({n * hw, c});

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/testing/paths.h"
+
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
@@ -26,9 +28,8 @@ std::string ReadFile(const std::string& path) {
 class PreprocessReferenceTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    const char* src = std::getenv("IIS_SOURCE_DIR");
     dir_ = new std::string(::testing::TempDir() + "/iis_preprocess_ref");
-    const std::string cmd = "/usr/bin/python3 " + std::string(src ? src : ".") +
+    const std::string cmd = "/usr/bin/python3 " + testing_paths::SourceDir() +
                             "/models/preprocess/testdata/make_reference.py " + *dir_ +
                             " > " + *dir_ + ".log 2>&1";
     ok_ = std::system(cmd.c_str()) == 0;
