@@ -31,6 +31,9 @@ struct DetectionOutput {
   int mask_size = 28;
   int image_width = 0;  // the original image
   int image_height = 0;
+  // The image's resize factors (mmdet scale_factor): mask paste-back reproduces mmdet's rounding.
+  float scale_x = 1.0f;
+  float scale_y = 1.0f;
 };
 struct SegmentationOutput {
   std::vector<uint8_t> labels;  // row-major class index per original pixel (models <= 256 classes)

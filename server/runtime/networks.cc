@@ -5,14 +5,19 @@
 
 #include <cstring>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <string>
+#include <variant>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "models/classifier.h"
+#include "models/dense_batch.h"
+#include "models/detection/mask_rcnn.h"
 #include "models/registry.h"
+#include "models/segmentation/upernet.h"
 #include "models/weights.h"
 #include "server/frontend/logging.h"
 #include "server/runtime/network.h"
@@ -22,32 +27,31 @@ namespace {
 
 using internimage::serving::v1::ModelConfig;
 
-// Copies the images of a batch into one (N, 3, H, W) tensor, zero-padding each to the batch's
-// largest size rounded up to `divisor` (bottom/right, as the official collate does); divisor 1
-// with equal sizes is a plain stack.
+// Pads and stacks the images of a batch as the official collate does (zeros at the bottom and
+// right up to the batch's largest size rounded up to `divisor`); equal sizes and divisor 1 stack.
 at::Tensor Collate(const std::vector<NetworkInput>& batch, int divisor) {
-  int64_t h = 0, w = 0;
+  std::vector<at::Tensor> images;
+  images.reserve(batch.size());
   for (const auto& in : batch) {
-    h = std::max<int64_t>(h, in.image->height);
-    w = std::max<int64_t>(w, in.image->width);
+    images.push_back(at::from_blob(const_cast<float*>(in.image->chw.data()),
+                                   {3, in.image->height, in.image->width}, at::kFloat));
   }
-  h = (h + divisor - 1) / divisor * divisor;
-  w = (w + divisor - 1) / divisor * divisor;
-  const auto n = static_cast<int64_t>(batch.size());
-  at::Tensor out = at::empty({n, 3, h, w}, at::kFloat);
-  for (int64_t i = 0; i < n; ++i) {
-    const models::NormalizedImage& img = *batch[i].image;
-    at::Tensor dst = out[i];
-    const at::Tensor src = at::from_blob(const_cast<float*>(img.chw.data()),
-                                         {3, img.height, img.width}, at::kFloat);
-    if (img.height == h && img.width == w) {
-      dst.copy_(src);
-    } else {
-      dst.zero_();
-      dst.narrow(1, 0, img.height).narrow(2, 0, img.width).copy_(src);
-    }
+  return models::CollateImages(images, divisor);
+}
+
+std::vector<models::DenseImageMeta> Metas(const std::vector<NetworkInput>& batch) {
+  std::vector<models::DenseImageMeta> metas;
+  for (const auto& in : batch) {
+    models::DenseImageMeta m;
+    m.height = in.image->height;
+    m.width = in.image->width;
+    m.original_height = in.image->original_height;
+    m.original_width = in.image->original_width;
+    m.scale_x = in.image->scale_x;
+    m.scale_y = in.image->scale_y;
+    metas.push_back(m);
   }
-  return out;
+  return metas;
 }
 
 // Makes sure the calling batch thread runs with the configured intra-op thread count.
@@ -81,6 +85,92 @@ class ClassificationNetwork final : public Network {
  private:
   std::shared_ptr<const models::Classifier> model_;
   std::string device_;
+};
+
+// Mask R-CNN. One forward pass serves the whole batch with the most permissive options any of its
+// requests asked for; each request's own threshold and count are applied in postprocessing (a
+// higher threshold or a lower count only drops detections, it never changes the others).
+class DetectionNetwork final : public Network {
+ public:
+  DetectionNetwork(std::shared_ptr<const models::detection::MaskRcnn> model, std::string device,
+                   int size_divisor)
+      : model_(std::move(model)), device_(std::move(device)), divisor_(size_divisor) {}
+
+  std::vector<NetworkOutput> Run(const std::vector<NetworkInput>& batch) override {
+    InitThreadOnce();
+    models::detection::DetectionOptions options;
+    options.masks = false;
+    for (const auto& in : batch) {
+      const auto* o = std::get_if<DetectOptions>(in.options);
+      options.masks |= o == nullptr || o->masks;
+    }
+    const auto metas = Metas(batch);
+    const auto dets = model_->Detect(Collate(batch, divisor_), metas, options);
+    std::vector<NetworkOutput> outs(batch.size());
+    for (size_t i = 0; i < batch.size(); ++i) {
+      DetectionOutput& d = outs[i].detection;
+      d.image_width = static_cast<int>(metas[i].original_width);
+      d.image_height = static_cast<int>(metas[i].original_height);
+      d.scale_x = metas[i].scale_x;
+      d.scale_y = metas[i].scale_y;
+      const at::Tensor boxes = dets[i].boxes.contiguous();
+      const at::Tensor scores = dets[i].scores.contiguous();
+      const at::Tensor labels = dets[i].labels.contiguous();
+      const at::Tensor masks = dets[i].mask_probs.defined() ? dets[i].mask_probs.contiguous()
+                                                            : at::Tensor();
+      const int64_t k = boxes.size(0);
+      d.mask_size = masks.defined() ? static_cast<int>(masks.size(1)) : 28;
+      for (int64_t j = 0; j < k; ++j) {
+        DetectionOutput::Object o;
+        const float* b = boxes.data_ptr<float>() + 4 * j;
+        o.x1 = b[0], o.y1 = b[1], o.x2 = b[2], o.y2 = b[3];
+        o.score = scores.data_ptr<float>()[j];
+        o.label = static_cast<int>(labels.data_ptr<int64_t>()[j]);
+        if (masks.defined()) {
+          const float* m = masks.data_ptr<float>() + j * d.mask_size * d.mask_size;
+          o.mask_probs.assign(m, m + d.mask_size * d.mask_size);
+        }
+        d.objects.push_back(std::move(o));
+      }
+    }
+    return outs;
+  }
+
+  std::string device() const override { return device_; }
+
+ private:
+  std::shared_ptr<const models::detection::MaskRcnn> model_;
+  std::string device_;
+  int divisor_;
+};
+
+// UperNet: label maps at each image's original size.
+class SegmentationNetwork final : public Network {
+ public:
+  SegmentationNetwork(std::shared_ptr<const models::segmentation::UperNet> model,
+                      std::string device, int size_divisor)
+      : model_(std::move(model)), device_(std::move(device)), divisor_(size_divisor) {}
+
+  std::vector<NetworkOutput> Run(const std::vector<NetworkInput>& batch) override {
+    InitThreadOnce();
+    const auto segs = model_->Segment(Collate(batch, divisor_), Metas(batch));
+    std::vector<NetworkOutput> outs(batch.size());
+    for (size_t i = 0; i < batch.size(); ++i) {
+      const at::Tensor map = segs[i].label_map.contiguous();
+      SegmentationOutput& s = outs[i].segmentation;
+      s.height = static_cast<int>(map.size(0));
+      s.width = static_cast<int>(map.size(1));
+      s.labels.assign(map.data_ptr<uint8_t>(), map.data_ptr<uint8_t>() + map.numel());
+    }
+    return outs;
+  }
+
+  std::string device() const override { return device_; }
+
+ private:
+  std::shared_ptr<const models::segmentation::UperNet> model_;
+  std::string device_;
+  int divisor_;
 };
 
 absl::StatusOr<at::Device> ResolveDevice(const std::string& spec, int instance) {
@@ -147,13 +237,43 @@ void SetCpuInferenceThreads(int threads) {
   if (threads > 0) at::set_num_threads(threads);
 }
 
+namespace {
+
+// Builds one model per device for the instances of `config` (CPU instances share one: the
+// forward is reentrant) and appends a Network per instance. `make` builds and prepares the model
+// of a device; `wrap` turns it into a Network.
+template <typename Model, typename Make, typename Wrap>
+absl::Status BuildInstances(const ModelConfig& config, LoadedModel* loaded, Make make, Wrap wrap) {
+  const int instances = std::max(1, config.instances());
+  std::map<std::string, std::shared_ptr<const Model>> per_device;
+  for (int i = 0; i < instances; ++i) {
+    auto device = ResolveDevice(config.device(), i);
+    if (!device.ok()) return device.status();
+    auto dtype = ResolvePrecision(config.precision(), *device);
+    if (!dtype.ok()) return dtype.status();
+    const std::string name = device->str();
+    if (!per_device.count(name)) {
+      models::RunOptions options;
+      options.device = *device;
+      options.dtype = *dtype;
+      absl::StatusOr<std::shared_ptr<const Model>> model = make(options);
+      if (!model.ok()) return model.status();
+      per_device[name] = *std::move(model);
+    }
+    loaded->instances.push_back(wrap(per_device[name], name));
+    loaded->metadata.devices.push_back(name);
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 absl::StatusOr<LoadedModel> LoadModel(const ModelConfig& config) {
   const models::Architecture* arch = models::FindArchitecture(config.architecture());
   if (arch == nullptr) {
     return absl::InvalidArgumentError(absl::StrCat("unknown architecture \"",
                                                    config.architecture(), "\""));
   }
-  const int instances = std::max(1, config.instances());
   LoadedModel loaded;
   ModelMetadata& md = loaded.metadata;
   md.name = config.name();
@@ -161,45 +281,93 @@ absl::StatusOr<LoadedModel> LoadModel(const ModelConfig& config) {
   md.version = config.version();
   md.class_names = *arch->class_names;
   md.precision = config.precision().empty() ? "float32" : config.precision();
+  // Fills the weights of a freshly built model and prepares it; records where they came from.
+  auto finish = [&](auto model, const models::LoadRules& rules,
+                    const models::RunOptions& options) -> absl::Status {
+    auto origin = FillWeights(model->network(), config, rules);
+    if (!origin.ok()) return origin.status();
+    md.real_weights = origin->real;
+    md.weights_source = origin->description;
+    model->Prepare(options);
+    return absl::OkStatus();
+  };
   try {
-    if (arch->task == models::ModelTask::kClassification) {
-      md.task = Task::kClassification;
-      md.input_width = md.input_height = arch->input_size;
-      loaded.preprocess.kind = models::PreprocessKind::kClassification;
-      loaded.preprocess.size = arch->input_size;
-      // One set of weights per device: CPU instances share it (the forward is reentrant).
-      std::map<std::string, std::shared_ptr<const models::Classifier>> per_device;
-      for (int i = 0; i < instances; ++i) {
-        auto device = ResolveDevice(config.device(), i);
-        if (!device.ok()) return device.status();
-        auto dtype = ResolvePrecision(config.precision(), *device);
-        if (!dtype.ok()) return dtype.status();
-        const std::string name = device->str();
-        if (!per_device.count(name)) {
-          auto model = std::make_shared<models::Classifier>(*arch);
-          auto origin = FillWeights(model->network(), config, {});
-          if (!origin.ok()) return origin.status();
-          md.real_weights = origin->real;
-          md.weights_source = origin->description;
-          models::RunOptions options;
-          options.device = *device;
-          options.dtype = *dtype;
-          model->Prepare(options);
-          per_device[name] = std::move(model);
-        }
-        loaded.instances.push_back(std::make_unique<ClassificationNetwork>(per_device[name], name));
-        md.devices.push_back(name);
+    absl::Status status;
+    switch (arch->task) {
+      case models::ModelTask::kClassification: {
+        md.task = Task::kClassification;
+        md.input_width = md.input_height = arch->input_size;
+        loaded.preprocess.kind = models::PreprocessKind::kClassification;
+        loaded.preprocess.size = arch->input_size;
+        status = BuildInstances<models::Classifier>(
+            config, &loaded,
+            [&](const models::RunOptions& options) -> absl::StatusOr<std::shared_ptr<const models::Classifier>> {
+              auto model = std::make_shared<models::Classifier>(*arch);
+              if (absl::Status s = finish(model, {}, options); !s.ok()) return s;
+              return std::shared_ptr<const models::Classifier>(std::move(model));
+            },
+            [](std::shared_ptr<const models::Classifier> m, const std::string& device) {
+              return std::make_unique<ClassificationNetwork>(std::move(m), device);
+            });
+        break;
       }
-      return loaded;
+      case models::ModelTask::kDetection: {
+        md.task = Task::kDetection;
+        md.input_width = arch->scale_long;
+        md.input_height = arch->scale_short;
+        loaded.preprocess.kind = models::PreprocessKind::kDetection;
+        loaded.preprocess.scale_long = arch->scale_long;
+        loaded.preprocess.scale_short = arch->scale_short;
+        loaded.preprocess.size_divisor = arch->size_divisor;
+        status = BuildInstances<models::detection::MaskRcnn>(
+            config, &loaded,
+            [&](const models::RunOptions& options)
+                -> absl::StatusOr<std::shared_ptr<const models::detection::MaskRcnn>> {
+              auto model = std::make_shared<models::detection::MaskRcnn>(*arch);
+              if (absl::Status s = finish(model, {}, options); !s.ok()) return s;
+              return std::shared_ptr<const models::detection::MaskRcnn>(std::move(model));
+            },
+            [divisor = arch->size_divisor](std::shared_ptr<const models::detection::MaskRcnn> m,
+                                           const std::string& device) {
+              return std::make_unique<DetectionNetwork>(std::move(m), device, divisor);
+            });
+        break;
+      }
+      case models::ModelTask::kSegmentation: {
+        md.task = Task::kSegmentation;
+        md.input_width = arch->scale_long;
+        md.input_height = arch->scale_short;
+        loaded.preprocess.kind = models::PreprocessKind::kSegmentation;
+        loaded.preprocess.scale_long = arch->scale_long;
+        loaded.preprocess.scale_short = arch->scale_short;
+        loaded.preprocess.size_divisor = arch->size_divisor;
+        status = BuildInstances<models::segmentation::UperNet>(
+            config, &loaded,
+            [&](const models::RunOptions& options)
+                -> absl::StatusOr<std::shared_ptr<const models::segmentation::UperNet>> {
+              auto model = std::make_shared<models::segmentation::UperNet>(*arch);
+              if (absl::Status s = finish(model, models::segmentation::UperNet::CheckpointRules(),
+                                          options);
+                  !s.ok()) {
+                return s;
+              }
+              return std::shared_ptr<const models::segmentation::UperNet>(std::move(model));
+            },
+            [divisor = arch->size_divisor](std::shared_ptr<const models::segmentation::UperNet> m,
+                                           const std::string& device) {
+              return std::make_unique<SegmentationNetwork>(std::move(m), device, divisor);
+            });
+        break;
+      }
     }
+    if (!status.ok()) return status;
   } catch (const c10::Error& e) {
     return absl::InternalError(absl::StrCat("building model \"", config.name(),
                                             "\" failed: ", e.what_without_backtrace()));
   } catch (const std::exception& e) {
     return absl::InternalError(absl::StrCat("building model \"", config.name(), "\" failed: ", e.what()));
   }
-  return absl::UnimplementedError(absl::StrCat(models::TaskName(arch->task),
-                                               " models are not available in the runtime yet"));
+  return loaded;
 }
 
 }  // namespace iis::runtime

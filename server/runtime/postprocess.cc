@@ -7,6 +7,8 @@
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
 
+#include "models/detection/mask_paste.h"
+
 namespace iis::runtime {
 
 ClassifyResult TopClasses(const ClassificationOutput& output, int top_k,
@@ -75,7 +77,18 @@ DetectResult ToDetectResult(const DetectionOutput& output, const DetectOptions& 
     d.class_id = o.label;
     d.label = o.label < static_cast<int>(class_names.size()) ? class_names[o.label] : "";
     d.score = o.score;
-    if (options.masks) throw std::runtime_error("TEMPORARY: mask encoding pending");
+    if (options.masks && !o.mask_probs.empty()) {
+      // mmdet pastes with the detection box scaled back to the network input and down again.
+      const auto box = models::detection::MmdetPasteBox({o.x1, o.y1, o.x2, o.y2}, output.scale_x,
+                                                        output.scale_y);
+      const auto window = models::detection::PasteMask(o.mask_probs.data(), output.mask_size, box,
+                                                       output.image_height, output.image_width);
+      d.mask.height = output.image_height;
+      d.mask.width = output.image_width;
+      for (uint64_t run : models::detection::EncodeRle(window, output.image_height, output.image_width)) {
+        d.mask.counts.push_back(static_cast<uint32_t>(run));
+      }
+    }
     result.objects.push_back(std::move(d));
   }
   return result;
