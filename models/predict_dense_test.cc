@@ -17,6 +17,7 @@
 #include "models/npy.h"
 #include "models/segmentation/upernet.h"
 #include "models/weights.h"
+#include "tests/testing/paths.h"
 
 namespace iis::models {
 namespace {
@@ -31,8 +32,7 @@ struct Result {
 class PredictDenseTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    const char* bin = std::getenv("IIS_BINARY_DIR");
-    predict_ = std::string(bin ? bin : "build") + "/bin/internimage-predict";
+    predict_ = testing_paths::BinaryDir() + "/bin/internimage-predict";
     if (!fs::exists(predict_)) GTEST_SKIP() << predict_ << " not built";
     dir_ = fs::temp_directory_path() /
            ("predict_dense_test_" + std::to_string(::testing::UnitTest::GetInstance()->random_seed()) +

@@ -3,7 +3,6 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
-#include <cstdlib>
 #include <fstream>
 #include <iterator>
 #include <map>
@@ -17,6 +16,7 @@
 #include "models/detection/mask_paste.h"
 #include "models/preprocess/preprocess.h"
 #include "models/weights.h"
+#include "tests/testing/paths.h"
 
 namespace iis::models::detection {
 namespace {
@@ -25,8 +25,7 @@ using KeyShapes = std::vector<std::pair<std::string, std::string>>;
 
 // ../shared/fixtures/det-seg-keys/<file>: "name<TAB>shape" rows in checkpoint order.
 KeyShapes ReadKeyFixture(const std::string& file) {
-  const char* src = std::getenv("IIS_SOURCE_DIR");
-  std::ifstream in(std::string(src ? src : ".") + "/../shared/fixtures/det-seg-keys/" + file);
+  std::ifstream in(testing_paths::SharedDir() + "/fixtures/det-seg-keys/" + file);
   KeyShapes rows;
   std::string line;
   while (std::getline(in, line)) {
@@ -52,7 +51,7 @@ void CollectKeys(const torch::nn::Module& m, const std::string& prefix, KeyShape
 
 TEST(MaskRcnnKeysTest, NamesShapesAndOrderEqualTheOfficialCheckpoint) {
   const KeyShapes expected = ReadKeyFixture("mask_rcnn_internimage_t_fpn_1x_coco.tsv");
-  ASSERT_EQ(expected.size(), 727u) << "fixture missing: set IIS_SOURCE_DIR to the repository root";
+  ASSERT_EQ(expected.size(), 727u) << "fixture missing: " << testing_paths::SharedDir();
   ScopedParameterDevice meta(at::kMeta);
   MaskRcnn model(*FindArchitecture("mask_rcnn_internimage_t_fpn_1x_coco"));
   KeyShapes actual;

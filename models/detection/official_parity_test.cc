@@ -4,7 +4,6 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
-#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -12,13 +11,13 @@
 #include "models/detection/box_ops.h"
 #include "models/detection/mask_paste.h"
 #include "models/npy.h"
+#include "tests/testing/paths.h"
 
 namespace iis::models::detection {
 namespace {
 
 at::Tensor Fixture(const std::string& name) {
-  const char* src = std::getenv("IIS_SOURCE_DIR");
-  const NpyArray a = ReadNpy(std::string(src ? src : ".") + "/tests/fixtures/detseg/" + name + ".npy");
+  const NpyArray a = ReadNpy(testing_paths::SourceDir() + "/tests/fixtures/detseg/" + name + ".npy");
   at::ScalarType type = at::kFloat;
   if (a.dtype == "<i8") type = at::kLong;
   if (a.dtype == "|u1") type = at::kByte;

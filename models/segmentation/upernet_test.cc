@@ -3,7 +3,6 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
-#include <cstdlib>
 #include <fstream>
 #include <iterator>
 #include <map>
@@ -15,6 +14,7 @@
 #include "models/checkpoint/state_dict.h"
 #include "models/preprocess/preprocess.h"
 #include "models/weights.h"
+#include "tests/testing/paths.h"
 
 namespace iis::models::segmentation {
 namespace {
@@ -22,8 +22,7 @@ namespace {
 using KeyShapes = std::vector<std::pair<std::string, std::string>>;
 
 KeyShapes ReadKeyFixture(const std::string& file) {
-  const char* src = std::getenv("IIS_SOURCE_DIR");
-  std::ifstream in(std::string(src ? src : ".") + "/../shared/fixtures/det-seg-keys/" + file);
+  std::ifstream in(testing_paths::SharedDir() + "/fixtures/det-seg-keys/" + file);
   KeyShapes rows;
   std::string line;
   while (std::getline(in, line)) {
@@ -48,7 +47,7 @@ void CollectKeys(const torch::nn::Module& m, const std::string& prefix, KeyShape
 
 TEST(UperNetKeysTest, NamesShapesAndOrderEqualTheOfficialCheckpointWithoutTheAuxHead) {
   const KeyShapes rows = ReadKeyFixture("upernet_internimage_t_512_160k_ade20k.tsv");
-  ASSERT_EQ(rows.size(), 767u) << "fixture missing: set IIS_SOURCE_DIR to the repository root";
+  ASSERT_EQ(rows.size(), 767u) << "fixture missing: " << testing_paths::SharedDir();
   KeyShapes expected;
   for (const auto& r : rows) {
     if (r.first.rfind("auxiliary_head.", 0) != 0) expected.push_back(r);
