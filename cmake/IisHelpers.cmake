@@ -41,11 +41,14 @@ function(iis_multiarch_sources target)
   endforeach()
 endfunction()
 
-# iis_add_test(<name> SOURCES <file>... LIBS <lib>... [LABELS <label>...] [TIMEOUT <s>])
+# iis_add_test(<name> SOURCES <file>... LIBS <lib>... [LABELS <label>...] [TIMEOUT <s>]
+#              [SINGLE_PROCESS])
 # A GoogleTest binary in build/tests, each test case registered with CTest at test time
-# (PRE_TEST discovery, so building never runs LibTorch code).
+# (PRE_TEST discovery, so building never runs LibTorch code). SINGLE_PROCESS registers the whole
+# binary as one CTest test instead: for suites that share an expensive fixture (a server process
+# loading models) across their cases.
 function(iis_add_test name)
-  cmake_parse_arguments(ARG "" "TIMEOUT" "SOURCES;LIBS;LABELS" ${ARGN})
+  cmake_parse_arguments(ARG "SINGLE_PROCESS" "TIMEOUT" "SOURCES;LIBS;LABELS" ${ARGN})
   add_executable(${name} ${ARG_SOURCES})
   target_link_libraries(${name} PRIVATE ${ARG_LIBS} GTest::gtest GTest::gtest_main GTest::gmock)
   target_include_directories(${name} PRIVATE ${PROJECT_SOURCE_DIR})
@@ -61,6 +64,11 @@ function(iis_add_test name)
   # list does not survive gtest_discover_tests' PROPERTIES forwarding).
   target_compile_definitions(${name} PRIVATE IIS_TEST_SOURCE_DIR="${PROJECT_SOURCE_DIR}"
                                              IIS_TEST_BINARY_DIR="${CMAKE_BINARY_DIR}")
+  if(ARG_SINGLE_PROCESS)
+    add_test(NAME ${name} COMMAND ${name} WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
+    set_tests_properties(${name} PROPERTIES LABELS "${ARG_LABELS}" TIMEOUT ${ARG_TIMEOUT})
+    return()
+  endif()
   gtest_discover_tests(${name}
     DISCOVERY_MODE PRE_TEST
     DISCOVERY_TIMEOUT 60

@@ -48,6 +48,10 @@ ABSL_FLAG(std::optional<std::string>, tls_cert, std::nullopt,
 ABSL_FLAG(std::optional<std::string>, tls_key, std::nullopt, "PEM private key of the server.");
 ABSL_FLAG(std::optional<std::string>, tls_client_ca, std::nullopt,
           "PEM CA certificate(s) that sign client certificates; set to require mutual TLS.");
+ABSL_FLAG(std::string, port_file, "",
+          "Once serving, write the bound gRPC port to this file (useful with --port=0).");
+ABSL_FLAG(std::string, metrics_port_file, "",
+          "Once serving, write the bound metrics port to this file (useful with --metrics-port=0).");
 ABSL_FLAG(bool, print_config, false,
           "Print the effective configuration (file + defaults + flags) and exit.");
 
@@ -84,6 +88,20 @@ iis::ConfigOverrides OverridesFromFlags() {
   overrides.tls_key_file = absl::GetFlag(FLAGS_tls_key);
   overrides.tls_client_ca_file = absl::GetFlag(FLAGS_tls_client_ca);
   return overrides;
+}
+
+// Writes `port` and a newline to `path` (nothing when empty), via a rename so readers never see a
+// partial file.
+void WritePortFile(const std::string& path, int port) {
+  if (path.empty()) return;
+  const std::string tmp = path + ".tmp";
+  if (FILE* f = std::fopen(tmp.c_str(), "w")) {
+    std::fprintf(f, "%d\n", port);
+    std::fclose(f);
+    std::rename(tmp.c_str(), path.c_str());
+  } else {
+    iis::Log(iis::LogSeverity::kWarning, absl::StrCat("cannot write the port file ", path));
+  }
 }
 
 }  // namespace
@@ -124,5 +142,9 @@ int main(int argc, char** argv) {
   iis::RunServerOptions options;
   options.config = *std::move(config);
   options.create_engine = iis::CreateRuntimeEngine;
+  options.on_serving = [](int grpc_port, int metrics_port) {
+    WritePortFile(absl::GetFlag(FLAGS_port_file), grpc_port);
+    WritePortFile(absl::GetFlag(FLAGS_metrics_port_file), metrics_port);
+  };
   return iis::RunServer(options);
 }
