@@ -150,6 +150,8 @@ Connection:
 Requests:
   --model NAME             served model (default: the server's default for the task)
   --raw                    send decoded RGB pixels instead of the encoded file
+  --tensor N               send a ready network input instead: float32 3xNxN, the image resized
+                           and normalised here (the server then skips its own preprocessing)
   --top-k N                classify: how many classes (default: the server's, 5)
   --score-threshold F      detect: keep scores strictly above F, in [0, 1)
   --max-detections N       detect: at most N instances (0: the model's limit)

@@ -318,7 +318,8 @@ int RunInference(const CliConfig& config, const std::shared_ptr<grpc::Channel>& 
     auto bytes = ReadFileToString("image", file);
     cv::Mat decoded;
     absl::Status local = bytes.status();
-    if (local.ok() && (config.request.raw || !config.visualize_dir.empty())) {
+    if (local.ok() && (config.request.raw || config.request.tensor_size > 0 ||
+                       !config.visualize_dir.empty())) {
       auto image = DecodeImage(file, *bytes);
       if (image.ok()) {
         decoded = *std::move(image);
@@ -336,6 +337,8 @@ int RunInference(const CliConfig& config, const std::shared_ptr<grpc::Channel>& 
     pb::Image image;
     if (config.request.raw) {
       SetRawImage(decoded, &image);
+    } else if (config.request.tensor_size > 0) {
+      SetNormalizedTensor(decoded, config.request.tensor_size, &image);
     } else {
       image.set_encoded(*std::move(bytes));
     }

@@ -89,6 +89,31 @@ void SetRawImage(const cv::Mat& bgr, pb::Image* image) {
   }
 }
 
+void SetNormalizedTensor(const cv::Mat& bgr, int size, pb::Image* image) {
+  cv::Mat resized, rgb;
+  cv::resize(bgr, resized, cv::Size(size, size), 0, 0, cv::INTER_AREA);
+  cv::cvtColor(resized, rgb, cv::COLOR_BGR2RGB);
+  constexpr float kMean[3] = {0.485f, 0.456f, 0.406f};
+  constexpr float kStd[3] = {0.229f, 0.224f, 0.225f};
+  pb::RawTensor* tensor = image->mutable_tensor();
+  tensor->set_format(pb::RawTensor::FLOAT32_CHW);
+  tensor->clear_shape();
+  tensor->add_shape(3);
+  tensor->add_shape(size);
+  tensor->add_shape(size);
+  const size_t plane = static_cast<size_t>(size) * size;
+  std::vector<float> chw(3 * plane);
+  for (int y = 0; y < size; ++y) {
+    const uint8_t* row = rgb.ptr<uint8_t>(y);
+    for (int x = 0; x < size; ++x) {
+      for (int c = 0; c < 3; ++c) {
+        chw[c * plane + static_cast<size_t>(y) * size + x] = (row[3 * x + c] / 255.0f - kMean[c]) / kStd[c];
+      }
+    }
+  }
+  tensor->set_data(std::string(reinterpret_cast<const char*>(chw.data()), chw.size() * sizeof(float)));
+}
+
 std::string MakeSyntheticJpeg(int width, int height, uint64_t seed) {
   width = std::clamp(width, 1, kMaxSide);
   height = std::clamp(height, 1, kMaxSide);

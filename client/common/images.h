@@ -27,6 +27,11 @@ absl::StatusOr<cv::Mat> DecodeImage(absl::string_view name, absl::string_view by
 // shape [height, width, 3].
 void SetRawImage(const cv::Mat& bgr, ::internimage::serving::v1::Image* image);
 
+// Sets `image` to a ready network input made from `bgr`: resized to size x size (area
+// interpolation), RGB, scaled to [0, 1] and normalised with the ImageNet mean and std, as
+// FLOAT32_CHW with shape [3, size, size]. For load tests that leave preprocessing out.
+void SetNormalizedTensor(const cv::Mat& bgr, int size, ::internimage::serving::v1::Image* image);
+
 // Returns a deterministic JPEG (quality 90) of width x height pixels with gradients, shapes and
 // noise, so its size and decode cost are like a photograph's. Both sizes must be in [1, 16384].
 std::string MakeSyntheticJpeg(int width, int height, uint64_t seed);

@@ -53,7 +53,8 @@ std::vector<FlagSpec> RequestFlagSpecs() {
           {"max-detections", true},
           {"no-masks", false},
           {"counts-only", false},
-          {"raw", false}};
+          {"raw", false},
+          {"tensor", true}};
 }
 
 absl::StatusOr<RequestOptions> ParseRequestFlags(const ParsedArgs& args, VisionTask task) {
@@ -85,6 +86,12 @@ absl::StatusOr<RequestOptions> ParseRequestFlags(const ParsedArgs& args, VisionT
   options.masks = !args.Has("no-masks");
   options.counts_only = args.Has("counts-only");
   options.raw = args.Has("raw");
+  auto tensor = args.GetInt("tensor", 0, 1, 4096);
+  if (!tensor.ok()) return tensor.status();
+  options.tensor_size = static_cast<int>(*tensor);
+  if (options.raw && options.tensor_size > 0) {
+    return absl::InvalidArgumentError("--raw and --tensor exclude each other");
+  }
   return options;
 }
 

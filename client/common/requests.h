@@ -29,10 +29,13 @@ struct RequestOptions {
   bool masks = true;          // --no-masks (detect) clears it
   bool counts_only = false;   // --counts-only (segment)
   bool raw = false;           // --raw: send decoded RGB pixels instead of the file bytes
+  // --tensor N: send ready network inputs, float32 3 x N x N (the image resized to N x N and
+  // normalised with the ImageNet mean/std), which the server runs without preprocessing. 0: off.
+  int tensor_size = 0;
 };
 
 // Returns the specs of --model, --top-k, --score-threshold, --max-detections, --no-masks,
-// --counts-only and --raw.
+// --counts-only, --raw and --tensor.
 std::vector<FlagSpec> RequestFlagSpecs();
 
 // Reads the request options of `task` from `args`. Fails with INVALID_ARGUMENT naming the option

@@ -51,6 +51,15 @@ TEST(RequestsTest, RejectsOptionsOfAnotherTask) {
   EXPECT_FALSE(ParseFor(VisionTask::kSegment, {"--no-masks"}).ok());
 }
 
+TEST(RequestsTest, TensorSizeIsParsedAndExcludesRaw) {
+  auto options = ParseFor(VisionTask::kClassify, {"--tensor", "224"});
+  ASSERT_TRUE(options.ok());
+  EXPECT_EQ(options->tensor_size, 224);
+  EXPECT_FALSE(ParseFor(VisionTask::kClassify, {"--tensor", "0"}).ok());
+  EXPECT_THAT(std::string(ParseFor(VisionTask::kClassify, {"--tensor", "224", "--raw"}).status().message()),
+              HasSubstr("exclude each other"));
+}
+
 TEST(RequestsTest, RejectsOutOfRangeValues) {
   EXPECT_THAT(
       std::string(ParseFor(VisionTask::kDetect, {"--score-threshold", "1"}).status().message()),

@@ -231,6 +231,10 @@ What to send:
   --model NAME             model name (default: the server's default model for the task)
   --synthetic WxH[,WxH]    generated JPEGs of these sizes (default 640x480 when no image is given)
   --raw                    send decoded RGB pixels instead of the encoded files
+  --tensor N               send ready network inputs: float32 3xNxN tensors (the images resized
+                           and normalised here), so the server skips decoding and preprocessing;
+                           with N = the model's input size this measures the server against
+                           internimage-predict --input (scripts/bench-server.sh)
   --top-k N | --score-threshold F | --max-detections N | --no-masks | --counts-only
                            per-task request options, as in internimage-client
   IMAGE|DIR ...            image files, or directories searched for .jpg/.png/.webp/.bmp

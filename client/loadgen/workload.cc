@@ -101,10 +101,14 @@ absl::StatusOr<Workload> Workload::Create(LoadRpc rpc, const RequestOptions& opt
     }
     for (const InputImage& input : images) {
       pb::Image image;
-      if (options.raw) {
+      if (options.raw || options.tensor_size > 0) {
         auto decoded = DecodeImage(input.name, input.encoded);
         if (!decoded.ok()) return decoded.status();
-        SetRawImage(*decoded, &image);
+        if (options.raw) {
+          SetRawImage(*decoded, &image);
+        } else {
+          SetNormalizedTensor(*decoded, options.tensor_size, &image);
+        }
       } else {
         image.set_encoded(input.encoded);
       }

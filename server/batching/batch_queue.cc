@@ -233,6 +233,8 @@ BatchQueueCore::Formed BatchQueueCore::FormBatch() {
       size = live;
     } else if (const int preferred = LargestPreferredAtMost(live); preferred > 0) {
       size = preferred;
+    } else if (options_.delay_only_while_tasks_are_reserved && reserved_ == 0) {
+      size = live;  // nothing else is on its way: waiting could only add latency
     } else {
       wake = std::min(wake, queue_.front().scheduled + options_.max_queue_delay);
       if (now >= wake) size = live;
@@ -249,9 +251,12 @@ BatchQueueCore::Formed BatchQueueCore::FormBatch() {
     if (!formed.dropped.empty()) return formed;
 
     // Wait for company: a new task, a drain, or the wake time, whichever comes first.
+    // (A reservation ending also counts: with delay_only_while_tasks_are_reserved the wait may be
+    // over when the last task on its way is given up.)
     const size_t seen = queue_.size();
-    auto changed = [this, seen]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-      return queue_.size() != seen || draining_ || stopped_;
+    const int seen_reserved = reserved_;
+    auto changed = [this, seen, seen_reserved]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return queue_.size() != seen || reserved_ != seen_reserved || draining_ || stopped_;
     };
     clock_->AwaitWithDeadline(&mu_, absl::Condition(&changed), wake);
   }

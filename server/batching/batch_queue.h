@@ -58,6 +58,13 @@ struct BatchQueueOptions {
   // Default 0: whatever is queued is dispatched as soon as an instance is free.
   absl::Duration max_queue_delay = absl::ZeroDuration();
 
+  // When true, max_queue_delay is only waited while more tasks are on their way: some slot is
+  // reserved (a request admitted and still being prepared). With none reserved a partial batch
+  // leaves at once, so a lone request never waits for company that is not coming (at concurrency
+  // 1 this removes max_queue_delay from every request's latency), while under load, when requests
+  // are being prepared, batches still fill up. Default false: always wait (Triton's behaviour).
+  bool delay_only_while_tasks_are_reserved = false;
+
   // Batch sizes the model runs best at. When the queue can fill one of them, the largest it can fill
   // is dispatched at once instead of waiting for max_queue_delay. Constraint: strictly ascending,
   // each in [1, max_batch_size]. Default: none.
@@ -202,7 +209,8 @@ class BatchQueueCore {
 // at the head of the queue:
 //   - max_batch_size tasks queued: dispatch them at once;
 //   - else, with preferred sizes: dispatch at once the largest preferred size the queue can fill;
-//   - else wait until the oldest task has waited max_queue_delay, or until deadline_headroom before
+//   - else (with delay_only_while_tasks_are_reserved: only while a slot is reserved, otherwise at
+//     once) wait until the oldest task has waited max_queue_delay, or until deadline_headroom before
 //     the earliest deadline among the waiting tasks, whichever comes first, then dispatch all;
 //   - while draining, dispatch whatever is queued without waiting.
 //

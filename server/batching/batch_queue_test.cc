@@ -233,6 +233,33 @@ TEST(BatchQueueTest, ZeroDelayDispatchesWhateverIsQueued) {
   EXPECT_EQ(h.clock().Now(), kStart);
 }
 
+TEST(BatchQueueTest, DelayOnlyWhileReservedDispatchesALoneTaskAtOnce) {
+  BatchQueueOptions options = Options(8, absl::Hours(1));
+  options.delay_only_while_tasks_are_reserved = true;
+  Harness h(options);
+  h.Add(0);  // nothing else on its way: leaves without any clock movement
+  ASSERT_TRUE(h.WaitForBatches(1));
+  // A request admitted and still being prepared: task 1 waits for it ...
+  absl::StatusOr<BatchReservation> coming = h.queue().Reserve();
+  ASSERT_TRUE(coming.ok());
+  h.Add(1);
+  ASSERT_TRUE(h.clock().BlockUntilWaiter(kStart + absl::Hours(1)));
+  EXPECT_EQ(h.Batches().size(), 1u);
+  // ... and both leave together as soon as it arrives.
+  h.queue().Schedule(*std::move(coming), std::make_unique<TestTask>(2, absl::InfiniteFuture(), nullptr));
+  ASSERT_TRUE(h.WaitForBatches(2));
+  EXPECT_THAT(h.Batches(), ElementsAre(ElementsAre(0), ElementsAre(1, 2)));
+  // A reservation given back unused ends the wait too.
+  absl::StatusOr<BatchReservation> abandoned = h.queue().Reserve();
+  ASSERT_TRUE(abandoned.ok());
+  h.Add(3);
+  ASSERT_TRUE(h.clock().BlockUntilWaiter(kStart + absl::Hours(1)));
+  { BatchReservation gone = *std::move(abandoned); }
+  ASSERT_TRUE(h.WaitForBatches(3));
+  EXPECT_THAT(h.Batches().back(), ElementsAre(3));
+  EXPECT_EQ(h.clock().Now(), kStart);
+}
+
 TEST(BatchQueueTest, TasksKeepArrivalOrderAcrossBatches) {
   Harness h(Options(3, absl::ZeroDuration()));
   h.CloseGate();

@@ -88,6 +88,8 @@ absl::StatusOr<std::unique_ptr<ModelRunner>> ModelRunner::Create(
                                        batching.preferred_batch_sizes().end());
   options.max_queue_size = batching.max_queue_size();
   options.num_instances = static_cast<int>(runner->model_.instances.size());
+  // A lone request does not wait for company that is not coming (see the option).
+  options.delay_only_while_tasks_are_reserved = true;
   ModelRunner* self = runner.get();
   auto queue = BatchQueue<Job>::Create(
       options,

@@ -3,8 +3,14 @@
 #include <ATen/Context.h>
 #include <ATen/Parallel.h>
 
+#include <condition_variable>
 #include <cstring>
+#include <deque>
 #include <filesystem>
+#include <functional>
+#include <future>
+#include <mutex>
+#include <thread>
 #include <map>
 #include <memory>
 #include <string>
@@ -19,6 +25,7 @@
 #include "models/registry.h"
 #include "models/segmentation/upernet.h"
 #include "models/weights.h"
+#include "opencv2/core/utility.hpp"
 #include "server/frontend/logging.h"
 #include "server/runtime/network.h"
 
@@ -54,22 +61,81 @@ std::vector<models::DenseImageMeta> Metas(const std::vector<NetworkInput>& batch
   return metas;
 }
 
-// Makes sure the calling batch thread runs with the configured intra-op thread count.
-void InitThreadOnce() {
-  thread_local bool done = false;
-  if (!done) {
-    at::init_num_threads();
-    done = true;
+// The one thread that runs all LibTorch CPU work of the process: building models, loading weights,
+// warm-up and every CPU forward pass. LibTorch parallelises with OpenMP, and libgomp gives every
+// thread that starts parallel regions its own team of workers. With several teams alive (say,
+// models prepared on the main thread and run on a batch thread) there are more OpenMP threads than
+// cores, libgomp then stops spinning at its barriers and every one of the ~300 parallel regions of
+// an InternImage-T forward pays for futex sleeps: batch-1 latency went from 34 to 50 ms. One
+// executor thread keeps a single team. Forwards of different CPU models are serialised by it,
+// which costs nothing on a machine whose cores one forward already keeps busy. Thread-safe.
+class CpuExecutor {
+ public:
+  static CpuExecutor& Get() {
+    static CpuExecutor* executor = new CpuExecutor();  // never destroyed: lives until exit
+    return *executor;
   }
+
+  // Runs `fn` on the executor thread and returns its result (or rethrows its exception). Calls
+  // from the executor thread itself run inline.
+  template <typename Fn>
+  auto Run(Fn&& fn) -> decltype(fn()) {
+    using Result = decltype(fn());
+    if (std::this_thread::get_id() == thread_.get_id()) return fn();
+    std::packaged_task<Result()> task(std::forward<Fn>(fn));
+    std::future<Result> result = task.get_future();
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      queue_.emplace_back([&task] { task(); });
+    }
+    cv_.notify_one();
+    return result.get();
+  }
+
+ private:
+  CpuExecutor() : thread_([this] { Loop(); }) {}
+
+  void Loop() {
+    at::init_num_threads();
+    while (true) {
+      std::function<void()> job;
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        cv_.wait(lock, [this] { return !queue_.empty(); });
+        job = std::move(queue_.front());
+        queue_.pop_front();
+      }
+      job();
+    }
+  }
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::function<void()>> queue_;
+  std::thread thread_;
+};
+
+// Runs `fn` where LibTorch work for `device` belongs: the CPU executor, or the calling thread for
+// CUDA devices (their forwards do not compete for OpenMP teams).
+template <typename Fn>
+auto OnDevice(const at::Device& device, Fn&& fn) -> decltype(fn()) {
+  if (device.is_cpu()) return CpuExecutor::Get().Run(std::forward<Fn>(fn));
+  return fn();
 }
 
 class ClassificationNetwork final : public Network {
  public:
-  ClassificationNetwork(std::shared_ptr<const models::Classifier> model, std::string device)
-      : model_(std::move(model)), device_(std::move(device)) {}
+  ClassificationNetwork(std::shared_ptr<const models::Classifier> model, at::Device device)
+      : model_(std::move(model)), device_(device) {}
 
   std::vector<NetworkOutput> Run(const std::vector<NetworkInput>& batch) override {
-    InitThreadOnce();
+    return OnDevice(device_, [&] { return RunHere(batch); });
+  }
+
+  std::string device() const override { return device_.str(); }
+
+ private:
+  std::vector<NetworkOutput> RunHere(const std::vector<NetworkInput>& batch) const {
     const at::Tensor probs = at::softmax(model_->Logits(Collate(batch, 1)), 1).contiguous();
     std::vector<NetworkOutput> outs(batch.size());
     const int64_t classes = probs.size(1);
@@ -80,11 +146,8 @@ class ClassificationNetwork final : public Network {
     return outs;
   }
 
-  std::string device() const override { return device_; }
-
- private:
   std::shared_ptr<const models::Classifier> model_;
-  std::string device_;
+  at::Device device_;
 };
 
 // Mask R-CNN. One forward pass serves the whole batch with the most permissive options any of its
@@ -92,12 +155,18 @@ class ClassificationNetwork final : public Network {
 // higher threshold or a lower count only drops detections, it never changes the others).
 class DetectionNetwork final : public Network {
  public:
-  DetectionNetwork(std::shared_ptr<const models::detection::MaskRcnn> model, std::string device,
+  DetectionNetwork(std::shared_ptr<const models::detection::MaskRcnn> model, at::Device device,
                    int size_divisor)
-      : model_(std::move(model)), device_(std::move(device)), divisor_(size_divisor) {}
+      : model_(std::move(model)), device_(device), divisor_(size_divisor) {}
 
   std::vector<NetworkOutput> Run(const std::vector<NetworkInput>& batch) override {
-    InitThreadOnce();
+    return OnDevice(device_, [&] { return RunHere(batch); });
+  }
+
+  std::string device() const override { return device_.str(); }
+
+ private:
+  std::vector<NetworkOutput> RunHere(const std::vector<NetworkInput>& batch) const {
     models::detection::DetectionOptions options;
     options.masks = false;
     for (const auto& in : batch) {
@@ -136,11 +205,8 @@ class DetectionNetwork final : public Network {
     return outs;
   }
 
-  std::string device() const override { return device_; }
-
- private:
   std::shared_ptr<const models::detection::MaskRcnn> model_;
-  std::string device_;
+  at::Device device_;
   int divisor_;
 };
 
@@ -148,11 +214,17 @@ class DetectionNetwork final : public Network {
 class SegmentationNetwork final : public Network {
  public:
   SegmentationNetwork(std::shared_ptr<const models::segmentation::UperNet> model,
-                      std::string device, int size_divisor)
-      : model_(std::move(model)), device_(std::move(device)), divisor_(size_divisor) {}
+                      at::Device device, int size_divisor)
+      : model_(std::move(model)), device_(device), divisor_(size_divisor) {}
 
   std::vector<NetworkOutput> Run(const std::vector<NetworkInput>& batch) override {
-    InitThreadOnce();
+    return OnDevice(device_, [&] { return RunHere(batch); });
+  }
+
+  std::string device() const override { return device_.str(); }
+
+ private:
+  std::vector<NetworkOutput> RunHere(const std::vector<NetworkInput>& batch) const {
     const auto segs = model_->Segment(Collate(batch, divisor_), Metas(batch));
     std::vector<NetworkOutput> outs(batch.size());
     for (size_t i = 0; i < batch.size(); ++i) {
@@ -165,11 +237,8 @@ class SegmentationNetwork final : public Network {
     return outs;
   }
 
-  std::string device() const override { return device_; }
-
- private:
   std::shared_ptr<const models::segmentation::UperNet> model_;
-  std::string device_;
+  at::Device device_;
   int divisor_;
 };
 
@@ -235,6 +304,9 @@ absl::StatusOr<models::WeightsOrigin> FillWeights(torch::nn::Module& module,
 
 void SetCpuInferenceThreads(int threads) {
   if (threads > 0) at::set_num_threads(threads);
+  // Preprocessing runs one image per worker thread; OpenCV's own (TBB) threads would only add
+  // more threads competing for the cores the forward passes use.
+  cv::setNumThreads(1);
 }
 
 namespace {
@@ -256,11 +328,12 @@ absl::Status BuildInstances(const ModelConfig& config, LoadedModel* loaded, Make
       models::RunOptions options;
       options.device = *device;
       options.dtype = *dtype;
-      absl::StatusOr<std::shared_ptr<const Model>> model = make(options);
+      absl::StatusOr<std::shared_ptr<const Model>> model =
+          OnDevice(*device, [&] { return make(options); });
       if (!model.ok()) return model.status();
       per_device[name] = *std::move(model);
     }
-    loaded->instances.push_back(wrap(per_device[name], name));
+    loaded->instances.push_back(wrap(per_device[name], *device));
     loaded->metadata.devices.push_back(name);
   }
   return absl::OkStatus();
@@ -306,7 +379,7 @@ absl::StatusOr<LoadedModel> LoadModel(const ModelConfig& config) {
               if (absl::Status s = finish(model, {}, options); !s.ok()) return s;
               return std::shared_ptr<const models::Classifier>(std::move(model));
             },
-            [](std::shared_ptr<const models::Classifier> m, const std::string& device) {
+            [](std::shared_ptr<const models::Classifier> m, const at::Device& device) {
               return std::make_unique<ClassificationNetwork>(std::move(m), device);
             });
         break;
@@ -328,7 +401,7 @@ absl::StatusOr<LoadedModel> LoadModel(const ModelConfig& config) {
               return std::shared_ptr<const models::detection::MaskRcnn>(std::move(model));
             },
             [divisor = arch->size_divisor](std::shared_ptr<const models::detection::MaskRcnn> m,
-                                           const std::string& device) {
+                                           const at::Device& device) {
               return std::make_unique<DetectionNetwork>(std::move(m), device, divisor);
             });
         break;
@@ -354,7 +427,7 @@ absl::StatusOr<LoadedModel> LoadModel(const ModelConfig& config) {
               return std::shared_ptr<const models::segmentation::UperNet>(std::move(model));
             },
             [divisor = arch->size_divisor](std::shared_ptr<const models::segmentation::UperNet> m,
-                                           const std::string& device) {
+                                           const at::Device& device) {
               return std::make_unique<SegmentationNetwork>(std::move(m), device, divisor);
             });
         break;
