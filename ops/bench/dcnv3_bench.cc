@@ -5,11 +5,19 @@
 // forward pass. Prints ms per image and, at the end, the speed-up of each kernel entry.
 //
 //   build-*/bin/dcnv3_bench [--benchmark_filter=...]   (IIS_BENCH_THREADS overrides the 2 threads)
+//
+// On a shared machine, a second thread that another process keeps off its core stalls every
+// parallel region of every entry (OpenMP fork-join): compare entries from one quiet run, or use
+// IIS_BENCH_THREADS=1.
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
 #include <benchmark/benchmark.h>
 #include <c10/core/InferenceMode.h>
+
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 #include <cstdio>
 #include <cstdlib>
@@ -134,6 +142,13 @@ class SpeedupReporter : public benchmark::ConsoleReporter {
 
 int main(int argc, char** argv) {
   using iis::ops::Mode;
+#if defined(__GLIBC__)
+  // A serving process reaches this state after its first forward passes: glibc raises its mmap
+  // and trim thresholds when large activations are freed, so outputs of a few MB come from the
+  // heap. Fresh, the first benchmark alone would pay page faults for a new mmap per output.
+  mallopt(M_MMAP_THRESHOLD, 32 << 20);
+  mallopt(M_TRIM_THRESHOLD, 128 << 20);
+#endif
   const char* threads_env = std::getenv("IIS_BENCH_THREADS");
   const int threads = threads_env ? std::atoi(threads_env) : 2;
   at::set_num_threads(threads > 0 ? threads : 2);
