@@ -211,6 +211,10 @@ class Workspace {
   std::vector<float> inverse_sums_;    // 1 / softmax denominator per (pixel, group), else 1.
 };
 
+// Logits within (-kSafeLogit, kSafeLogit) need no max subtraction for kMaxPointsWithoutMax points.
+constexpr float kSafeLogit = 80.0f;
+constexpr int kMaxPointsWithoutMax = 1 << 10;
+
 // Loads the offsets and mask of `pixels` consecutive output pixels starting at `first_pixel`;
 // with logits, replaces them by exp(logit - group max) and records 1 / sum per (pixel, group)
 // (applied after the accumulation). kPoints > 0 fixes the points per group at compile time.
@@ -232,14 +236,30 @@ void LoadBlockInputs(const Dcnv3Problem& problem, int64_t first_pixel, int64_t p
   if (!problem.mask_is_logits) return;
   const int points = kPoints > 0 ? kPoints : ws.points();
   const int64_t groups = pixels * problem.group;
+  const int64_t count = pixels * n;
   float* m = ws.mask();
-  for (int64_t pg = 0; pg < groups; ++pg) {
-    float* logits = m + pg * points;
-    float max_logit = logits[0];
-    for (int k = 1; k < points; ++k) max_logit = logits[k] > max_logit ? logits[k] : max_logit;
-    for (int k = 0; k < points; ++k) logits[k] -= max_logit;
+  // The softmax is shift-invariant: the group max is subtracted only to keep exp in range. With
+  // every logit of the block in (-80, 80) exp neither overflows nor leaves the normal range (and
+  // K * e^80 stays far below FLT_MAX), so the max pass is skipped. NaN and infinities take it.
+  VecI in_range = Splat<VecI>(-1);
+  VecI lane{};
+  for (int i = 0; i < kLanes; ++i) lane[i] = i;
+  for (int64_t t = 0; t < count; t += kLanes) {
+    const VecF l = Load<VecF>(m + t);
+    const VecI past_end = (lane + static_cast<int32_t>(t)) >= static_cast<int32_t>(count);
+    in_range &= ((l > -kSafeLogit) & (l < kSafeLogit)) | past_end;  // Stale padding lanes pass.
   }
-  for (int64_t t = 0; t < pixels * n; t += kLanes) Store(m + t, Exp(Load<VecF>(m + t)));
+  bool skip_max = points <= kMaxPointsWithoutMax;
+  for (int i = 0; i < kLanes; ++i) skip_max = skip_max && in_range[i] != 0;
+  if (!skip_max) {
+    for (int64_t pg = 0; pg < groups; ++pg) {
+      float* logits = m + pg * points;
+      float max_logit = logits[0];
+      for (int k = 1; k < points; ++k) max_logit = logits[k] > max_logit ? logits[k] : max_logit;
+      for (int k = 0; k < points; ++k) logits[k] -= max_logit;
+    }
+  }
+  for (int64_t t = 0; t < count; t += kLanes) Store(m + t, Exp(Load<VecF>(m + t)));
   float* inverse_sums = ws.inverse_sums();
   for (int64_t pg = 0; pg < groups; ++pg) {
     const float* e = m + pg * points;
