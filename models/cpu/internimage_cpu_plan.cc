@@ -297,7 +297,8 @@ at::Tensor InternImageCpuPlan::RunBlock(const Block& b, at::Tensor x, int64_t n,
   // MLP.
   at::Tensor mlp_in = x;
   if (b.pre_norm2 != nullptr) {
-    mlp_in = branch_in.defined() && b.pre_norm1 != nullptr ? branch_in : at::empty({m, c}, x.options());
+    // The mixer's normalised input is no longer needed: reuse its buffer.
+    mlp_in = b.pre_norm1 != nullptr ? branch_in : at::empty({m, c}, x.options());
     LayerNormInto(x, mlp_in, *b.pre_norm2);
   }
   at::Tensor hidden = at::empty({m, b.hidden}, x.options());
