@@ -43,6 +43,7 @@
 #include "server/metrics/metrics.h"
 #include "tests/fake_engine.h"
 #include "tests/metrics_scrape.h"
+#include "tests/testing/process.h"
 
 namespace iis {
 namespace {
@@ -1073,47 +1074,7 @@ TEST(ServerTest, APortInUseIsRefused) {
 
 // ---- the process: fake_vision_server (RunServer) ------------------------------------------------
 
-// A child process with its stdout and stderr in a log file; killed if still running at the end.
-class Process {
- public:
-  Process(const std::vector<std::string>& argv, const std::string& log) {
-    pid_ = fork();
-    if (pid_ == 0) {
-      const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      dup2(fd, STDOUT_FILENO);
-      dup2(fd, STDERR_FILENO);
-      std::vector<char*> args;
-      for (const std::string& arg : argv) args.push_back(const_cast<char*>(arg.c_str()));
-      args.push_back(nullptr);
-      execv(args[0], args.data());
-      _exit(127);
-    }
-  }
-  ~Process() {
-    if (pid_ > 0 && !exited_) {
-      kill(pid_, SIGKILL);
-      waitpid(pid_, nullptr, 0);
-    }
-  }
-  void Signal(int signo) { kill(pid_, signo); }
-  // Returns the exit code, or -1 if it did not exit within `timeout`.
-  int Wait(absl::Duration timeout) {
-    const absl::Time deadline = absl::Now() + timeout;
-    while (absl::Now() < deadline) {
-      int status = 0;
-      if (waitpid(pid_, &status, WNOHANG) == pid_) {
-        exited_ = true;
-        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-      }
-      absl::SleepFor(absl::Milliseconds(10));
-    }
-    return -1;
-  }
-
- private:
-  pid_t pid_ = -1;
-  bool exited_ = false;
-};
+using testing_process::Process;
 
 // fake_vision_server is built next to this test binary (build/tests/).
 std::string FakeServerBinary() {
@@ -1123,14 +1084,8 @@ std::string FakeServerBinary() {
 
 // Waits for a port file and returns its number, or -1.
 int ReadPortFile(const std::string& path, absl::Duration timeout) {
-  const absl::Time deadline = absl::Now() + timeout;
-  while (absl::Now() < deadline) {
-    std::ifstream in(path);
-    int port = -1;
-    if (in >> port) return port;
-    absl::SleepFor(absl::Milliseconds(20));
-  }
-  return -1;
+  return testing_process::ReadPortFile(
+      path, std::chrono::milliseconds(absl::ToInt64Milliseconds(timeout)));
 }
 
 std::string ReadText(const std::string& path) {
@@ -1176,7 +1131,7 @@ TEST(FakeVisionServerProcessTest, ServesUntilSigtermThenDrainsAndExitsZero) {
       absl::SleepFor(absl::Milliseconds(5));
     }
     server.Signal(SIGTERM);
-    EXPECT_EQ(server.Wait(absl::Seconds(20)), 0) << ReadText(log);
+    EXPECT_EQ(server.Wait(std::chrono::seconds(20)), 0) << ReadText(log);
     ASSERT_TRUE(in_flight->done.WaitForNotificationWithTimeout(absl::Seconds(5)));
     EXPECT_TRUE(in_flight->status.ok()) << in_flight->status.error_message();
   }
@@ -1197,13 +1152,13 @@ TEST(FakeVisionServerProcessTest, StartUpFailuresExitNonZeroWithAReason) {
   {
     Process busy({binary, absl::StrCat("--port=", occupant.server().port()), "--metrics-port=-1"},
                  (dir / "busy.log").string());
-    EXPECT_EQ(busy.Wait(absl::Seconds(20)), 1);
+    EXPECT_EQ(busy.Wait(std::chrono::seconds(20)), 1);
   }
   EXPECT_THAT(ReadText((dir / "busy.log").string()),
               HasSubstr("start-up failed: gRPC server: UNAVAILABLE: cannot listen on"));
   {
     Process bad({binary, "--metrics-port=-7"}, (dir / "bad.log").string());
-    EXPECT_EQ(bad.Wait(absl::Seconds(20)), 2);
+    EXPECT_EQ(bad.Wait(std::chrono::seconds(20)), 2);
   }
   EXPECT_THAT(ReadText((dir / "bad.log").string()),
               HasSubstr("metrics_port must be -1 (off) or in [0, 65535], got -7"));

@@ -311,11 +311,13 @@ void SetCpuInferenceThreads(int threads) {
 
 namespace {
 
-// Builds one model per device for the instances of `config` (CPU instances share one: the
-// forward is reentrant) and appends a Network per instance. `make` builds and prepares the model
-// of a device; `wrap` turns it into a Network.
-template <typename Model, typename Make, typename Wrap>
-absl::Status BuildInstances(const ModelConfig& config, LoadedModel* loaded, Make make, Wrap wrap) {
+// Builds one `Model` per device for the instances of `config` (CPU instances share one: the
+// forward is reentrant), filled with the configured weights (or seeded random ones) and prepared,
+// and appends a `Net(model, device, net_args...)` per instance to `loaded`.
+template <typename Model, typename Net, typename... NetArgs>
+absl::Status BuildInstances(const ModelConfig& config, const models::Architecture& arch,
+                            const models::LoadRules& rules, LoadedModel* loaded,
+                            NetArgs... net_args) {
   const int instances = std::max(1, config.instances());
   std::map<std::string, std::shared_ptr<const Model>> per_device;
   for (int i = 0; i < instances; ++i) {
@@ -325,15 +327,24 @@ absl::Status BuildInstances(const ModelConfig& config, LoadedModel* loaded, Make
     if (!dtype.ok()) return dtype.status();
     const std::string name = device->str();
     if (!per_device.count(name)) {
-      models::RunOptions options;
-      options.device = *device;
-      options.dtype = *dtype;
-      absl::StatusOr<std::shared_ptr<const Model>> model =
-          OnDevice(*device, [&] { return make(options); });
-      if (!model.ok()) return model.status();
-      per_device[name] = *std::move(model);
+      std::shared_ptr<Model> model;
+      // Built on the device's thread too: filling parameters may already run parallel regions.
+      absl::Status status = OnDevice(*device, [&]() -> absl::Status {
+        model = std::make_shared<Model>(arch);
+        auto origin = FillWeights(model->network(), config, rules);
+        if (!origin.ok()) return origin.status();
+        loaded->metadata.real_weights = origin->real;
+        loaded->metadata.weights_source = origin->description;
+        models::RunOptions options;
+        options.device = *device;
+        options.dtype = *dtype;
+        model->Prepare(options);
+        return absl::OkStatus();
+      });
+      if (!status.ok()) return status;
+      per_device[name] = std::move(model);
     }
-    loaded->instances.push_back(wrap(per_device[name], *device));
+    loaded->instances.push_back(std::make_unique<Net>(per_device[name], *device, net_args...));
     loaded->metadata.devices.push_back(name);
   }
   return absl::OkStatus();
@@ -354,84 +365,38 @@ absl::StatusOr<LoadedModel> LoadModel(const ModelConfig& config) {
   md.version = config.version();
   md.class_names = *arch->class_names;
   md.precision = config.precision().empty() ? "float32" : config.precision();
-  // Fills the weights of a freshly built model and prepares it; records where they came from.
-  auto finish = [&](auto model, const models::LoadRules& rules,
-                    const models::RunOptions& options) -> absl::Status {
-    auto origin = FillWeights(model->network(), config, rules);
-    if (!origin.ok()) return origin.status();
-    md.real_weights = origin->real;
-    md.weights_source = origin->description;
-    model->Prepare(options);
-    return absl::OkStatus();
-  };
+  models::PreprocessSpec& spec = loaded.preprocess;
+  if (arch->task == models::ModelTask::kClassification) {
+    md.input_width = md.input_height = arch->input_size;
+    spec.kind = models::PreprocessKind::kClassification;
+    spec.size = arch->input_size;
+  } else {
+    md.input_width = arch->scale_long;
+    md.input_height = arch->scale_short;
+    spec.kind = arch->task == models::ModelTask::kDetection ? models::PreprocessKind::kDetection
+                                                           : models::PreprocessKind::kSegmentation;
+    spec.scale_long = arch->scale_long;
+    spec.scale_short = arch->scale_short;
+    spec.size_divisor = arch->size_divisor;
+  }
   try {
     absl::Status status;
     switch (arch->task) {
-      case models::ModelTask::kClassification: {
+      case models::ModelTask::kClassification:
         md.task = Task::kClassification;
-        md.input_width = md.input_height = arch->input_size;
-        loaded.preprocess.kind = models::PreprocessKind::kClassification;
-        loaded.preprocess.size = arch->input_size;
-        status = BuildInstances<models::Classifier>(
-            config, &loaded,
-            [&](const models::RunOptions& options) -> absl::StatusOr<std::shared_ptr<const models::Classifier>> {
-              auto model = std::make_shared<models::Classifier>(*arch);
-              if (absl::Status s = finish(model, {}, options); !s.ok()) return s;
-              return std::shared_ptr<const models::Classifier>(std::move(model));
-            },
-            [](std::shared_ptr<const models::Classifier> m, const at::Device& device) {
-              return std::make_unique<ClassificationNetwork>(std::move(m), device);
-            });
+        status = BuildInstances<models::Classifier, ClassificationNetwork>(config, *arch, {}, &loaded);
         break;
-      }
-      case models::ModelTask::kDetection: {
+      case models::ModelTask::kDetection:
         md.task = Task::kDetection;
-        md.input_width = arch->scale_long;
-        md.input_height = arch->scale_short;
-        loaded.preprocess.kind = models::PreprocessKind::kDetection;
-        loaded.preprocess.scale_long = arch->scale_long;
-        loaded.preprocess.scale_short = arch->scale_short;
-        loaded.preprocess.size_divisor = arch->size_divisor;
-        status = BuildInstances<models::detection::MaskRcnn>(
-            config, &loaded,
-            [&](const models::RunOptions& options)
-                -> absl::StatusOr<std::shared_ptr<const models::detection::MaskRcnn>> {
-              auto model = std::make_shared<models::detection::MaskRcnn>(*arch);
-              if (absl::Status s = finish(model, {}, options); !s.ok()) return s;
-              return std::shared_ptr<const models::detection::MaskRcnn>(std::move(model));
-            },
-            [divisor = arch->size_divisor](std::shared_ptr<const models::detection::MaskRcnn> m,
-                                           const at::Device& device) {
-              return std::make_unique<DetectionNetwork>(std::move(m), device, divisor);
-            });
+        status = BuildInstances<models::detection::MaskRcnn, DetectionNetwork>(
+            config, *arch, {}, &loaded, arch->size_divisor);
         break;
-      }
-      case models::ModelTask::kSegmentation: {
+      case models::ModelTask::kSegmentation:
         md.task = Task::kSegmentation;
-        md.input_width = arch->scale_long;
-        md.input_height = arch->scale_short;
-        loaded.preprocess.kind = models::PreprocessKind::kSegmentation;
-        loaded.preprocess.scale_long = arch->scale_long;
-        loaded.preprocess.scale_short = arch->scale_short;
-        loaded.preprocess.size_divisor = arch->size_divisor;
-        status = BuildInstances<models::segmentation::UperNet>(
-            config, &loaded,
-            [&](const models::RunOptions& options)
-                -> absl::StatusOr<std::shared_ptr<const models::segmentation::UperNet>> {
-              auto model = std::make_shared<models::segmentation::UperNet>(*arch);
-              if (absl::Status s = finish(model, models::segmentation::UperNet::CheckpointRules(),
-                                          options);
-                  !s.ok()) {
-                return s;
-              }
-              return std::shared_ptr<const models::segmentation::UperNet>(std::move(model));
-            },
-            [divisor = arch->size_divisor](std::shared_ptr<const models::segmentation::UperNet> m,
-                                           const at::Device& device) {
-              return std::make_unique<SegmentationNetwork>(std::move(m), device, divisor);
-            });
+        status = BuildInstances<models::segmentation::UperNet, SegmentationNetwork>(
+            config, *arch, models::segmentation::UperNet::CheckpointRules(), &loaded,
+            arch->size_divisor);
         break;
-      }
     }
     if (!status.ok()) return status;
   } catch (const c10::Error& e) {
