@@ -3,59 +3,27 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
-#include "tests/testing/paths.h"
-
-#include <cstdlib>
-#include <fstream>
-#include <sstream>
 #include <string>
-#include <utility>
-#include <vector>
+
+#include "models/testing/state_dict_keys.h"
 
 namespace iis::models {
 namespace {
 
-// Reads ../shared/fixtures/internimage-keys/<variant>.tsv: "name<TAB>shape" with shape "AxBxC" or
-// "scalar", in the official state-dict order.
-std::vector<std::pair<std::string, std::string>> ReadFixture(const std::string& file) {
-  std::ifstream in(testing_paths::SharedDir() + "/fixtures/" + file);
-  std::vector<std::pair<std::string, std::string>> rows;
-  std::string line;
-  while (std::getline(in, line)) {
-    const auto tab = line.find('\t');
-    if (tab == std::string::npos) continue;
-    rows.emplace_back(line.substr(0, tab), line.substr(tab + 1));
-  }
-  return rows;
-}
-
-std::string ShapeString(const at::Tensor& t) {
-  if (t.dim() == 0) return "scalar";
-  std::ostringstream os;
-  for (int64_t d = 0; d < t.dim(); ++d) os << (d ? "x" : "") << t.size(d);
-  return os.str();
-}
-
-// The module's state-dict entries in PyTorch order: per module (pre-order), parameters then
-// buffers.
-void CollectStateDict(const torch::nn::Module& m, const std::string& prefix,
-                      std::vector<std::pair<std::string, std::string>>* out) {
-  for (const auto& p : m.named_parameters(false)) out->emplace_back(prefix + p.key(), ShapeString(p.value()));
-  for (const auto& b : m.named_buffers(false)) out->emplace_back(prefix + b.key(), ShapeString(b.value()));
-  for (const auto& c : m.named_children()) CollectStateDict(*c.value(), prefix + c.key() + ".", out);
-}
+using testing_keys::KeyShapes;
+using testing_keys::ReadKeyFixture;
+using testing_keys::StateDictLayout;
 
 class OfficialKeysTest : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(OfficialKeysTest, NamesShapesAndOrderEqualTheOfficialCheckpoint) {
   const std::string variant = GetParam();
-  const auto expected = ReadFixture("internimage-keys/internimage_" + variant + ".tsv");
+  const auto expected = ReadKeyFixture("internimage-keys/internimage_" + variant + ".tsv");
   ASSERT_GT(expected.size(), 100u) << "fixture missing: set IIS_SOURCE_DIR to the repository root";
   // Meta tensors: the layout of every variant (G has ~3e9 weights) without allocating it.
   ScopedParameterDevice meta(at::kMeta);
   InternImage model(OfficialClassificationConfig(variant), 1000);
-  std::vector<std::pair<std::string, std::string>> actual;
-  CollectStateDict(model, "", &actual);
+  const KeyShapes actual = StateDictLayout(model);
   ASSERT_EQ(actual.size(), expected.size());
   for (size_t i = 0; i < expected.size(); ++i) {
     EXPECT_EQ(actual[i], expected[i]) << "entry " << i;
@@ -66,17 +34,15 @@ INSTANTIATE_TEST_SUITE_P(AllVariants, OfficialKeysTest,
                          ::testing::Values("t", "s", "b", "l", "xl", "h", "g"));
 
 TEST(DenseBackboneKeysTest, MaskRcnnBackboneKeysEqualTheOfficialCheckpoint) {
-  const auto rows = ReadFixture("det-seg-keys/mask_rcnn_internimage_t_fpn_1x_coco.tsv");
-  std::vector<std::pair<std::string, std::string>> expected;
+  const auto rows = ReadKeyFixture("det-seg-keys/mask_rcnn_internimage_t_fpn_1x_coco.tsv");
+  KeyShapes expected;
   for (const auto& r : rows) {
     if (r.first.rfind("backbone.", 0) == 0) expected.emplace_back(r.first.substr(9), r.second);
   }
   ASSERT_EQ(expected.size(), 685u);
   ScopedParameterDevice meta(at::kMeta);
   InternImage backbone(OfficialDenseConfig("t"), /*num_classes=*/0);
-  std::vector<std::pair<std::string, std::string>> actual;
-  CollectStateDict(backbone, "", &actual);
-  EXPECT_EQ(actual, expected);
+  EXPECT_EQ(StateDictLayout(backbone), expected);
 }
 
 TEST(InternImageTest, LevelShapesAndLogits) {

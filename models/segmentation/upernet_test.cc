@@ -14,39 +14,18 @@
 #include "models/checkpoint/state_dict.h"
 #include "models/preprocess/preprocess.h"
 #include "models/weights.h"
+#include "models/testing/state_dict_keys.h"
 #include "tests/testing/paths.h"
 
 namespace iis::models::segmentation {
 namespace {
 
-using KeyShapes = std::vector<std::pair<std::string, std::string>>;
-
-KeyShapes ReadKeyFixture(const std::string& file) {
-  std::ifstream in(testing_paths::SharedDir() + "/fixtures/det-seg-keys/" + file);
-  KeyShapes rows;
-  std::string line;
-  while (std::getline(in, line)) {
-    const auto tab = line.find('\t');
-    if (tab != std::string::npos) rows.emplace_back(line.substr(0, tab), line.substr(tab + 1));
-  }
-  return rows;
-}
-
-std::string ShapeString(const at::Tensor& t) {
-  if (t.dim() == 0) return "scalar";
-  std::ostringstream os;
-  for (int64_t d = 0; d < t.dim(); ++d) os << (d ? "x" : "") << t.size(d);
-  return os.str();
-}
-
-void CollectKeys(const torch::nn::Module& m, const std::string& prefix, KeyShapes* out) {
-  for (const auto& p : m.named_parameters(false)) out->emplace_back(prefix + p.key(), ShapeString(p.value()));
-  for (const auto& b : m.named_buffers(false)) out->emplace_back(prefix + b.key(), ShapeString(b.value()));
-  for (const auto& c : m.named_children()) CollectKeys(*c.value(), prefix + c.key() + ".", out);
-}
+using testing_keys::KeyShapes;
+using testing_keys::ReadKeyFixture;
+using testing_keys::StateDictLayout;
 
 TEST(UperNetKeysTest, NamesShapesAndOrderEqualTheOfficialCheckpointWithoutTheAuxHead) {
-  const KeyShapes rows = ReadKeyFixture("upernet_internimage_t_512_160k_ade20k.tsv");
+  const KeyShapes rows = ReadKeyFixture("det-seg-keys/upernet_internimage_t_512_160k_ade20k.tsv");
   ASSERT_EQ(rows.size(), 767u) << "fixture missing: " << testing_paths::SharedDir();
   KeyShapes expected;
   for (const auto& r : rows) {
@@ -55,8 +34,7 @@ TEST(UperNetKeysTest, NamesShapesAndOrderEqualTheOfficialCheckpointWithoutTheAux
   ASSERT_EQ(expected.size(), 685u + 74u);
   ScopedParameterDevice meta(at::kMeta);
   UperNet model(*FindArchitecture("upernet_internimage_t_512_160k_ade20k"));
-  KeyShapes actual;
-  CollectKeys(model.network(), "", &actual);
+  const KeyShapes actual = StateDictLayout(model.network());
   ASSERT_EQ(actual.size(), expected.size());
   for (size_t i = 0; i < expected.size(); ++i) EXPECT_EQ(actual[i], expected[i]) << "entry " << i;
 }
