@@ -124,14 +124,15 @@ class ModelMetricsImpl : public ModelMetrics {
  public:
   ModelMetricsImpl(Histogram& queue, Histogram& preprocess, Histogram& inference,
                    Histogram& postprocess, Histogram& batch_size, Gauge& queue_depth,
-                   Gauge& load_time)
+                   Gauge& load_time, Gauge& queue_capacity)
       : queue_(queue),
         preprocess_(preprocess),
         inference_(inference),
         postprocess_(postprocess),
         batch_size_(batch_size),
         queue_depth_(queue_depth),
-        load_time_(load_time) {}
+        load_time_(load_time),
+        queue_capacity_(queue_capacity) {}
 
   void ObserveQueue(absl::Duration d) override { queue_.Observe(Seconds(d)); }
   void ObservePreprocess(absl::Duration d) override { preprocess_.Observe(Seconds(d)); }
@@ -142,6 +143,7 @@ class ModelMetricsImpl : public ModelMetrics {
   }
   void AddQueueDepth(int delta) override { queue_depth_.Increment(delta); }
   void SetLoadTime(absl::Duration d) override { load_time_.Set(Seconds(d)); }
+  void SetQueueCapacity(int capacity) override { queue_capacity_.Set(capacity); }
 
  private:
   Histogram& queue_;
@@ -151,6 +153,7 @@ class ModelMetricsImpl : public ModelMetrics {
   Histogram& batch_size_;
   Gauge& queue_depth_;
   Gauge& load_time_;
+  Gauge& queue_capacity_;
 };
 
 class MetricsImpl : public Metrics {
@@ -198,7 +201,12 @@ class MetricsImpl : public Metrics {
         load_time_(prometheus::BuildGauge()
                        .Name("iis_model_load_duration_seconds")
                        .Help("Time to build, load and warm up the model.")
-                       .Register(*registry_)) {}
+                       .Register(*registry_)),
+        queue_capacity_(prometheus::BuildGauge()
+                            .Name("iis_queue_capacity")
+                            .Help("Most requests the model admits at a time (max_queue_size): "
+                                  "iis_queue_depth as a share of it is the queue's saturation.")
+                            .Register(*registry_)) {}
 
   absl::Status Serve(const Options& options) {
     if (options.port < 0) return absl::OkStatus();
@@ -221,7 +229,7 @@ class MetricsImpl : public Metrics {
           queue_.Add(labels, LatencyBuckets()), preprocess_.Add(labels, LatencyBuckets()),
           inference_.Add(labels, LatencyBuckets()), postprocess_.Add(labels, LatencyBuckets()),
           batch_size_.Add(labels, BatchSizeBuckets()), queue_depth_.Add(labels),
-          load_time_.Add(labels));
+          load_time_.Add(labels), queue_capacity_.Add(labels));
     }
     return slot.get();
   }
@@ -298,6 +306,7 @@ class MetricsImpl : public Metrics {
   Family<Histogram>& batch_size_;
   Family<Gauge>& queue_depth_;
   Family<Gauge>& load_time_;
+  Family<Gauge>& queue_capacity_;
   int port_ = -1;
 
   absl::Mutex mu_;

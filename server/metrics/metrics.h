@@ -31,6 +31,9 @@ class ModelMetrics {
   virtual void AddQueueDepth(int delta) = 0;
   // Sets the time it took to load (build, read weights, warm up) the model.
   virtual void SetLoadTime(absl::Duration d) = 0;
+  // Sets the most requests the model admits at a time (batching max_queue_size), exported as
+  // iis_queue_capacity so that queue depth can be read as a share of it.
+  virtual void SetQueueCapacity(int capacity) = 0;
 };
 
 class Metrics {

@@ -76,6 +76,7 @@ TEST(MetricsTest, ModelInstrumentsRecordStagesBatchesQueueAndLoadTime) {
   model->AddQueueDepth(5);
   model->AddQueueDepth(-2);
   model->SetLoadTime(absl::Milliseconds(1500));
+  model->SetQueueCapacity(48);
   const std::map<std::string, double> s = ParseExposition(metrics->Serialize());
   EXPECT_EQ(s.at(R"(iis_queue_duration_seconds_count{model="det"})"), 1);
   EXPECT_NEAR(s.at(R"(iis_queue_duration_seconds_sum{model="det"})"), 0.002, 1e-9);
@@ -90,6 +91,7 @@ TEST(MetricsTest, ModelInstrumentsRecordStagesBatchesQueueAndLoadTime) {
   EXPECT_EQ(s.at(R"(iis_batch_size_bucket{model="det",le="4"})"), 2);
   EXPECT_EQ(s.at(R"(iis_queue_depth{model="det"})"), 3);
   EXPECT_EQ(s.at(R"(iis_model_load_duration_seconds{model="det"})"), 1.5);
+  EXPECT_EQ(s.at(R"(iis_queue_capacity{model="det"})"), 48);
 }
 
 TEST(MetricsTest, ScrapeTimeProcessAndGpuFigures) {

@@ -50,6 +50,7 @@ class RuntimeEngine final : public Engine {
       }
       const absl::Duration took = absl::Now() - start;
       metrics->ForModel(mc.name())->SetLoadTime(took);
+      metrics->ForModel(mc.name())->SetQueueCapacity((*runner)->metadata().batching.max_queue_size);
       const ModelMetadata& md = (*runner)->metadata();
       Log(LogSeverity::kInfo,
           absl::StrCat("model \"", md.name, "\" ready in ", absl::FormatDuration(took), " on ",
