@@ -82,4 +82,15 @@ absl::StatusOr<LoadedModel> LoadModel(const internimage::serving::v1::ModelConfi
 // Sets the number of intra-op threads CPU forward passes use (0: all cores).
 void SetCpuInferenceThreads(int threads);
 
+// One CUDA device's memory as LibTorch's caching allocator sees it.
+struct GpuMemoryUse {
+  std::string device;  // "cuda:N"
+  int64_t allocated_bytes = 0;
+  int64_t reserved_bytes = 0;
+};
+
+// Returns the memory in use on every CUDA device, or nothing when LibTorch has no CUDA.
+// Thread-safe.
+std::vector<GpuMemoryUse> SampleGpuMemory();
+
 }  // namespace iis::runtime

@@ -26,6 +26,10 @@
 #include "models/segmentation/upernet.h"
 #include "models/weights.h"
 #include "opencv2/core/utility.hpp"
+
+#if defined(IIS_RUNTIME_WITH_CUDA)
+#include <c10/cuda/CUDACachingAllocator.h>
+#endif
 #include "server/frontend/logging.h"
 #include "server/runtime/network.h"
 
@@ -301,6 +305,22 @@ absl::StatusOr<models::WeightsOrigin> FillWeights(torch::nn::Module& module,
 }
 
 }  // namespace
+
+std::vector<GpuMemoryUse> SampleGpuMemory() {
+  std::vector<GpuMemoryUse> out;
+#if defined(IIS_RUNTIME_WITH_CUDA)
+  const int gpus = at::hasCUDA() ? static_cast<int>(at::getNumGPUs()) : 0;
+  for (int d = 0; d < gpus; ++d) {
+    const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(d);
+    GpuMemoryUse use;
+    use.device = "cuda:" + std::to_string(d);
+    use.allocated_bytes = stats.allocated_bytes[0].current;  // [0]: StatType::AGGREGATE
+    use.reserved_bytes = stats.reserved_bytes[0].current;
+    out.push_back(std::move(use));
+  }
+#endif
+  return out;
+}
 
 void SetCpuInferenceThreads(int threads) {
   if (threads > 0) at::set_num_threads(threads);

@@ -59,6 +59,19 @@ class RuntimeEngine final : public Engine {
       if (md.is_default) engine->defaults_[md.task] = md.name;
       engine->runners_[md.name] = *std::move(runner);
     }
+    bool uses_cuda = false;
+    for (const auto& [name, runner] : engine->runners_) {
+      for (const std::string& device : runner->metadata().devices) uses_cuda |= device != "cpu";
+    }
+    if (uses_cuda) {
+      metrics->SetGpuMemorySource([] {
+        std::vector<Metrics::GpuMemory> out;
+        for (const runtime::GpuMemoryUse& use : runtime::SampleGpuMemory()) {
+          out.push_back({use.device, use.allocated_bytes, use.reserved_bytes});
+        }
+        return out;
+      });
+    }
     return std::unique_ptr<Engine>(std::move(engine));
   }
 
