@@ -21,7 +21,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "server/config/server_config.h"
-#include "server/frontend/logging.h"
+#include "server/common/logging.h"
 #include "server/frontend/run_server.h"
 #include "tests/fake_engine.h"
 

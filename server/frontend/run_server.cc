@@ -17,7 +17,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
-#include "server/frontend/logging.h"
+#include "server/common/logging.h"
 #include "server/frontend/server.h"
 
 namespace iis {

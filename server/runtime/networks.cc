@@ -30,7 +30,7 @@
 #if defined(IIS_RUNTIME_WITH_CUDA)
 #include <c10/cuda/CUDACachingAllocator.h>
 #endif
-#include "server/frontend/logging.h"
+#include "server/common/logging.h"
 #include "server/runtime/network.h"
 
 namespace iis::runtime {

@@ -8,7 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "server/batching/thread_pool.h"
-#include "server/frontend/logging.h"
+#include "server/common/logging.h"
 #include "server/runtime/model_runner.h"
 #include "server/runtime/network.h"
 

@@ -1,4 +1,4 @@
-#include "server/frontend/logging.h"
+#include "server/common/logging.h"
 
 #include <unistd.h>
 
