@@ -90,20 +90,6 @@ iis::ConfigOverrides OverridesFromFlags() {
   return overrides;
 }
 
-// Writes `port` and a newline to `path` (nothing when empty), via a rename so readers never see a
-// partial file.
-void WritePortFile(const std::string& path, int port) {
-  if (path.empty()) return;
-  const std::string tmp = path + ".tmp";
-  if (FILE* f = std::fopen(tmp.c_str(), "w")) {
-    std::fprintf(f, "%d\n", port);
-    std::fclose(f);
-    std::rename(tmp.c_str(), path.c_str());
-  } else {
-    iis::Log(iis::LogSeverity::kWarning, absl::StrCat("cannot write the port file ", path));
-  }
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -143,8 +129,8 @@ int main(int argc, char** argv) {
   options.config = *std::move(config);
   options.create_engine = iis::CreateRuntimeEngine;
   options.on_serving = [](int grpc_port, int metrics_port) {
-    WritePortFile(absl::GetFlag(FLAGS_port_file), grpc_port);
-    WritePortFile(absl::GetFlag(FLAGS_metrics_port_file), metrics_port);
+    iis::WritePortFile(absl::GetFlag(FLAGS_port_file), grpc_port);
+    iis::WritePortFile(absl::GetFlag(FLAGS_metrics_port_file), metrics_port);
   };
   return iis::RunServer(options);
 }

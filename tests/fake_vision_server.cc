@@ -9,8 +9,6 @@
 // newline, written to a temporary name and renamed, so a reader never sees a partial file), and
 // exits 0 after SIGTERM/SIGINT and a clean drain. Models: fake_classifier (default),
 // fake_classifier_b, fake_detector, fake_segmenter; see tests/fake_engine.h for their answers.
-#include <cstdio>
-#include <fstream>
 #include <optional>
 #include <string>
 #include <vector>
@@ -43,22 +41,6 @@ ABSL_FLAG(std::optional<std::string>, tls_key, std::nullopt, "PEM private key.")
 ABSL_FLAG(std::optional<std::string>, tls_client_ca, std::nullopt,
           "PEM CA of client certificates; set to require mutual TLS.");
 
-namespace {
-
-// Writes `value` and a newline to `path` atomically (temporary file + rename).
-void WritePortFile(const std::string& path, int value) {
-  if (path.empty()) return;
-  const std::string temporary = path + ".tmp";
-  {
-    std::ofstream out(temporary);
-    out << value << "\n";
-  }
-  if (std::rename(temporary.c_str(), path.c_str()) != 0) {
-    iis::Log(iis::LogSeverity::kError, absl::StrCat("cannot write ", path));
-  }
-}
-
-}  // namespace
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
@@ -99,8 +81,8 @@ int main(int argc, char** argv) {
     return std::make_unique<iis::FakeEngine>(with_metrics);
   };
   options.on_serving = [](int grpc_port, int metrics_port) {
-    WritePortFile(absl::GetFlag(FLAGS_port_file), grpc_port);
-    WritePortFile(absl::GetFlag(FLAGS_metrics_port_file), metrics_port);
+    iis::WritePortFile(absl::GetFlag(FLAGS_port_file), grpc_port);
+    iis::WritePortFile(absl::GetFlag(FLAGS_metrics_port_file), metrics_port);
   };
   return iis::RunServer(options);
 }

@@ -6,8 +6,10 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <string>
 #include <thread>
 #include <utility>
@@ -191,6 +193,18 @@ std::vector<std::string> NormalizeFlagNames(int argc, char** argv) {
     }
   }
   return args;
+}
+
+void WritePortFile(const std::string& path, int port) {
+  if (path.empty()) return;
+  const std::string temporary = path + ".tmp";
+  {
+    std::ofstream out(temporary);
+    out << port << "\n";
+  }
+  if (std::rename(temporary.c_str(), path.c_str()) != 0) {
+    Log(LogSeverity::kError, absl::StrCat("cannot write the port file ", path));
+  }
 }
 
 }  // namespace iis

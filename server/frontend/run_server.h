@@ -45,4 +45,9 @@ int RunServer(const RunServerOptions& options);
 // arguments after a bare "--" are left alone.
 std::vector<std::string> NormalizeFlagNames(int argc, char** argv);
 
+// Writes `port` and a newline to `path` through a temporary file and a rename, so a reader never
+// sees a partial file (the --port-file flags of the server binaries). An empty path writes
+// nothing; a failure is logged. Thread-safe.
+void WritePortFile(const std::string& path, int port);
+
 }  // namespace iis
