@@ -94,6 +94,32 @@ at::Tensor CallOp(bool softmax, const at::Tensor& value, const at::Tensor& offse
 
 }  // namespace
 
+Dcnv3Shape MakeDcnv3Shape(const Dcnv3Geometry& geo, const Dcnv3Params& params,
+                          bool mask_is_logits) {
+  Dcnv3Shape shape;
+  shape.batch = geo.batch;
+  shape.height_in = geo.height_in;
+  shape.width_in = geo.width_in;
+  shape.height_out = geo.height_out;
+  shape.width_out = geo.width_out;
+  shape.offset_pixel_stride = geo.offset_pixel_stride;
+  shape.mask_pixel_stride = geo.mask_pixel_stride;
+  shape.kernel_h = static_cast<int>(params.kernel_h);
+  shape.kernel_w = static_cast<int>(params.kernel_w);
+  shape.stride_h = static_cast<int>(params.stride_h);
+  shape.stride_w = static_cast<int>(params.stride_w);
+  shape.pad_h = static_cast<int>(params.pad_h);
+  shape.pad_w = static_cast<int>(params.pad_w);
+  shape.dilation_h = static_cast<int>(params.dilation_h);
+  shape.dilation_w = static_cast<int>(params.dilation_w);
+  shape.group = static_cast<int>(params.group);
+  shape.group_channels = static_cast<int>(params.group_channels);
+  shape.offset_scale = static_cast<float>(params.offset_scale);
+  shape.remove_center = params.remove_center;
+  shape.mask_is_logits = mask_is_logits;
+  return shape;
+}
+
 Dcnv3Geometry CheckDcnv3Args(const char* op, const at::Tensor& value, const at::Tensor& offset,
                              const at::Tensor& mask, const Dcnv3Params& params) {
   CheckRank4(op, "value", value, "(N, H_in, W_in, group*group_channels)");

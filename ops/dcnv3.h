@@ -38,6 +38,8 @@
 
 #include <cstdint>
 
+#include "ops/dcnv3_shape.h"
+
 namespace iis::ops {
 
 // DCNv3 geometry. InternImage layers use the defaults (3x3, stride 1, pad 1, dilation 1) with
@@ -80,6 +82,11 @@ struct Dcnv3Geometry {
 // by the device kernels and Dcnv3Composed.
 Dcnv3Geometry CheckDcnv3Args(const char* op, const at::Tensor& value, const at::Tensor& offset,
                              const at::Tensor& mask, const Dcnv3Params& params);
+
+// Returns the kernels' description of a problem CheckDcnv3Args accepted (sizes from `geometry`,
+// parameters from `params` narrowed to the kernels' int/float).
+Dcnv3Shape MakeDcnv3Shape(const Dcnv3Geometry& geometry, const Dcnv3Params& params,
+                          bool mask_is_logits);
 
 // Runs iis::dcnv3 through the dispatcher (the CPU or CUDA kernel by device). `mask` holds the
 // per-point weights (the official model applies a softmax over K before this op).

@@ -59,30 +59,11 @@ at::Tensor Dcnv3Cpu(bool softmax, const at::Tensor& value, const at::Tensor& off
   at::Tensor output =
       at::empty({geo.batch, geo.height_out, geo.width_out, geo.channels}, value.options());
   Dcnv3Problem problem;
+  static_cast<ops::Dcnv3Shape&>(problem) = ops::MakeDcnv3Shape(geo, params, softmax);
   problem.value = value.data_ptr<float>();
   problem.offset = offset.data_ptr<float>();
   problem.mask = mask.data_ptr<float>();
   problem.output = output.data_ptr<float>();
-  problem.batch = geo.batch;
-  problem.height_in = geo.height_in;
-  problem.width_in = geo.width_in;
-  problem.height_out = geo.height_out;
-  problem.width_out = geo.width_out;
-  problem.offset_pixel_stride = geo.offset_pixel_stride;
-  problem.mask_pixel_stride = geo.mask_pixel_stride;
-  problem.kernel_h = static_cast<int>(kernel_h);
-  problem.kernel_w = static_cast<int>(kernel_w);
-  problem.stride_h = static_cast<int>(stride_h);
-  problem.stride_w = static_cast<int>(stride_w);
-  problem.pad_h = static_cast<int>(pad_h);
-  problem.pad_w = static_cast<int>(pad_w);
-  problem.dilation_h = static_cast<int>(dilation_h);
-  problem.dilation_w = static_cast<int>(dilation_w);
-  problem.group = static_cast<int>(group);
-  problem.group_channels = static_cast<int>(group_channels);
-  problem.offset_scale = static_cast<float>(offset_scale);
-  problem.remove_center = remove_center;
-  problem.mask_is_logits = softmax;
 
   // The zero-bordered copy of value the kernel gathers from (one pass, memory-bound).
   at::Tensor padded = at::empty({Dcnv3PaddedElements(problem)}, value.options());

@@ -18,14 +18,14 @@
 
 #include <cstdint>
 
+#include "ops/dcnv3_shape.h"
+
 namespace iis::cpu {
 
-// One DCNv3 forward problem (semantics: the comment of iis::ops::Dcnv3 in ops/dcnv3.h).
-// Sizes are element counts; every index is computed in int64, so tensors may exceed 2^31
-// elements. Preconditions (checked by the caller, not here): all sizes and parameters positive
-// (pads >= 0), channels == group * group_channels, height_out/width_out follow the DCNv3 formula,
-// height_in and width_in < 2^24 (coordinates are fp32), the pointers cover the described memory.
-struct Dcnv3Problem {
+// One DCNv3 forward problem (semantics: the comment of iis::ops::Dcnv3 in ops/dcnv3.h): the
+// shape (ops/dcnv3_shape.h, with its preconditions) and the host pointers, which must cover the
+// described memory.
+struct Dcnv3Problem : ops::Dcnv3Shape {
   const float* value = nullptr;   // (batch, height_in, width_in, group * group_channels), dense.
   // Pixel p = (n * height_out + h) * width_out + w has its group*points*2 offsets (dx, dy pairs,
   // channel (g * points + k) * 2 + {0, 1}) at offset + p * offset_pixel_stride, contiguous.
@@ -36,26 +36,6 @@ struct Dcnv3Problem {
   // Scratch of Dcnv3PaddedElements() floats: value with a zero border, written by pad_rows and read
   // by forward_rows (Dcnv3Kernel) (layout private to the kernel).
   float* padded_value = nullptr;
-  int64_t batch = 0;
-  int64_t height_in = 0;
-  int64_t width_in = 0;
-  int64_t height_out = 0;
-  int64_t width_out = 0;
-  int64_t offset_pixel_stride = 0;
-  int64_t mask_pixel_stride = 0;
-  int kernel_h = 3;
-  int kernel_w = 3;
-  int stride_h = 1;
-  int stride_w = 1;
-  int pad_h = 1;
-  int pad_w = 1;
-  int dilation_h = 1;
-  int dilation_w = 1;
-  int group = 1;
-  int group_channels = 1;
-  float offset_scale = 1.0f;
-  bool remove_center = false;  // Skip the window centre: points = kernel_h * kernel_w - 1.
-  bool mask_is_logits = false;  // Apply a softmax over the points of each group to `mask` first.
 };
 
 // Returns the rows of padded_value per image (pad_rows' range is batch times this).

@@ -26,6 +26,7 @@ at::Tensor Dcnv3Cuda(bool softmax, const at::Tensor& value, const at::Tensor& of
   const ops::Dcnv3Geometry geo = ops::CheckDcnv3Args(op, value, offset, mask, params);
   TORCH_CHECK(value.is_cuda(), op, ": the CUDA kernel needs CUDA tensors, got ", value.device());
   Dcnv3CudaProblem problem;
+  static_cast<ops::Dcnv3Shape&>(problem) = ops::MakeDcnv3Shape(geo, params, softmax);
   switch (value.scalar_type()) {
     case at::kFloat:
       problem.dtype = Dcnv3Dtype::kFloat32;
@@ -49,26 +50,6 @@ at::Tensor Dcnv3Cuda(bool softmax, const at::Tensor& value, const at::Tensor& of
   problem.offset = offset.data_ptr();
   problem.mask = mask.data_ptr();
   problem.output = output.data_ptr();
-  problem.batch = geo.batch;
-  problem.height_in = geo.height_in;
-  problem.width_in = geo.width_in;
-  problem.height_out = geo.height_out;
-  problem.width_out = geo.width_out;
-  problem.offset_pixel_stride = geo.offset_pixel_stride;
-  problem.mask_pixel_stride = geo.mask_pixel_stride;
-  problem.kernel_h = static_cast<int>(kernel_h);
-  problem.kernel_w = static_cast<int>(kernel_w);
-  problem.stride_h = static_cast<int>(stride_h);
-  problem.stride_w = static_cast<int>(stride_w);
-  problem.pad_h = static_cast<int>(pad_h);
-  problem.pad_w = static_cast<int>(pad_w);
-  problem.dilation_h = static_cast<int>(dilation_h);
-  problem.dilation_w = static_cast<int>(dilation_w);
-  problem.group = static_cast<int>(group);
-  problem.group_channels = static_cast<int>(group_channels);
-  problem.offset_scale = static_cast<float>(offset_scale);
-  problem.remove_center = remove_center;
-  problem.mask_is_logits = softmax;
   const std::string error = LaunchDcnv3(problem, at::cuda::getCurrentCUDAStream());
   TORCH_CHECK(error.empty(), op, ": ", error);
   return output;

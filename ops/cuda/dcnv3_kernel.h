@@ -16,40 +16,21 @@
 #include <cstdint>
 #include <string>
 
+#include "ops/dcnv3_shape.h"
+
 namespace iis::cuda {
 
 enum class Dcnv3Dtype { kFloat32, kFloat16, kBFloat16 };
 
 // One DCNv3 forward problem on the device (semantics: the comment of iis::ops::Dcnv3 in
-// ops/dcnv3.h). The layout and preconditions are those of iis::cpu::Dcnv3Problem
-// (ops/cpu/dcnv3_kernel.h): dense value and output, offset/mask rows `*_pixel_stride` elements
-// apart, validated sizes, height_in/width_in < 2^24. All pointers are device pointers of `dtype`.
-struct Dcnv3CudaProblem {
+// ops/dcnv3.h): the shape (ops/dcnv3_shape.h, with its preconditions), dense value and output,
+// offset/mask rows `*_pixel_stride` elements apart. All pointers are device pointers of `dtype`.
+struct Dcnv3CudaProblem : ops::Dcnv3Shape {
   Dcnv3Dtype dtype = Dcnv3Dtype::kFloat32;
   const void* value = nullptr;   // (batch, height_in, width_in, group * group_channels)
   const void* offset = nullptr;  // pixel p at offset + p * offset_pixel_stride: G*K (dx, dy)
   const void* mask = nullptr;    // pixel p at mask + p * mask_pixel_stride: G*K weights/logits
   void* output = nullptr;        // (batch, height_out, width_out, group * group_channels)
-  int64_t batch = 0;
-  int64_t height_in = 0;
-  int64_t width_in = 0;
-  int64_t height_out = 0;
-  int64_t width_out = 0;
-  int64_t offset_pixel_stride = 0;
-  int64_t mask_pixel_stride = 0;
-  int kernel_h = 3;
-  int kernel_w = 3;
-  int stride_h = 1;
-  int stride_w = 1;
-  int pad_h = 1;
-  int pad_w = 1;
-  int dilation_h = 1;
-  int dilation_w = 1;
-  int group = 1;
-  int group_channels = 1;
-  float offset_scale = 1.0f;
-  bool remove_center = false;
-  bool mask_is_logits = false;  // Softmax over the K points of each group, in fp32, in-kernel.
 };
 
 // Enqueues the kernel on `stream` (asynchronous). Returns an empty string on success, otherwise
