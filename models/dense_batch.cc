@@ -7,6 +7,22 @@
 
 namespace iis::models {
 
+DenseImageMeta MetaOf(const NormalizedImage& image) {
+  DenseImageMeta meta;
+  meta.height = image.height;
+  meta.width = image.width;
+  meta.original_height = image.original_height;
+  meta.original_width = image.original_width;
+  meta.scale_x = image.scale_x;
+  meta.scale_y = image.scale_y;
+  return meta;
+}
+
+at::Tensor ImageTensor(const NormalizedImage& image) {
+  return at::from_blob(const_cast<float*>(image.chw.data()), {3, image.height, image.width},
+                       at::kFloat);
+}
+
 DenseImageMeta IdentityMeta(int64_t height, int64_t width) {
   DenseImageMeta m;
   m.height = m.original_height = height;

@@ -14,6 +14,7 @@
 #include <torch/nn/module.h>
 
 #include "models/layers.h"
+#include "models/normalized_image.h"
 
 namespace iis::models {
 
@@ -39,6 +40,13 @@ struct DenseStageTimes {
   double heads_seconds = 0;  // RPN + RoI heads with their post-processing; the UperNet decode head
   double postprocess_seconds = 0;  // UperNet: resizes to the original size and argmax
 };
+
+// Returns the meta of a preprocessed image (its network size, original size and scale factors).
+DenseImageMeta MetaOf(const NormalizedImage& image);
+
+// Returns `image` as a (3, height, width) float32 CPU tensor viewing its data (no copy: `image`
+// must outlive the tensor and stay unchanged).
+at::Tensor ImageTensor(const NormalizedImage& image);
 
 // Returns a meta for an already resized input of height x width (scale factor 1, original size =
 // input size): how internimage-predict --input treats its arrays.

@@ -131,16 +131,7 @@ std::pair<at::Tensor, DenseImageMeta> LoadImage(const std::string& path, const A
   } catch (const PreprocessError& e) {
     throw std::runtime_error(path + ": " + e.what());
   }
-  DenseImageMeta meta;
-  meta.height = img.height;
-  meta.width = img.width;
-  meta.original_height = img.original_height;
-  meta.original_width = img.original_width;
-  meta.scale_x = img.scale_x;
-  meta.scale_y = img.scale_y;
-  const at::Tensor t =
-      at::from_blob(img.chw.data(), {3, img.height, img.width}, at::kFloat).clone();
-  return {CollateImages({t}, arch.size_divisor), meta};
+  return {CollateImages({ImageTensor(img)}, arch.size_divisor), MetaOf(img)};
 }
 
 std::string DetectionJson(const std::string& image, const DenseImageMeta& meta,

@@ -18,6 +18,8 @@
 
 #include <opencv2/core/mat.hpp>
 
+#include "models/normalized_image.h"
+
 namespace iis::models {
 
 class PreprocessError : public std::invalid_argument {
@@ -38,17 +40,6 @@ struct PreprocessSpec {
   int size_divisor = 32;
 };
 
-// A network-ready image: float32 CHW planes (R, G, B), normalised.
-struct NormalizedImage {
-  std::vector<float> chw;
-  int height = 0;  // network input size before any batch padding
-  int width = 0;
-  int original_height = 0;
-  int original_width = 0;
-  // mmdetection's scale_factor: float32(new_w / w), float32(new_h / h). 1 for classification.
-  float scale_x = 1.0f;
-  float scale_y = 1.0f;
-};
 
 // Decodes a JPEG/PNG/WebP/BMP file to 8-bit 3-channel BGR (grayscale is replicated, alpha is
 // dropped, 16-bit is scaled to 8-bit). `apply_exif_orientation` rotates by the EXIF tag as

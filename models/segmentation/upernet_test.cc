@@ -203,15 +203,7 @@ std::pair<at::Tensor, DenseImageMeta> LoadPhoto(const std::string& name) {
   spec.scale_long = 512;
   spec.scale_short = 128;
   const NormalizedImage img = Preprocess(DecodeImage(bytes, true), false, spec);
-  DenseImageMeta meta;
-  meta.height = img.height;
-  meta.width = img.width;
-  meta.original_height = img.original_height;
-  meta.original_width = img.original_width;
-  meta.scale_x = img.scale_x;
-  meta.scale_y = img.scale_y;
-  return {at::from_blob(const_cast<float*>(img.chw.data()), {3, img.height, img.width}, at::kFloat).clone(),
-          meta};
+  return {ImageTensor(img).clone(), MetaOf(img)};
 }
 
 class UperNetPhotoTest : public ::testing::Test {

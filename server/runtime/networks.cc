@@ -43,25 +43,14 @@ using internimage::serving::v1::ModelConfig;
 at::Tensor Collate(const std::vector<NetworkInput>& batch, int divisor) {
   std::vector<at::Tensor> images;
   images.reserve(batch.size());
-  for (const auto& in : batch) {
-    images.push_back(at::from_blob(const_cast<float*>(in.image->chw.data()),
-                                   {3, in.image->height, in.image->width}, at::kFloat));
-  }
+  for (const auto& in : batch) images.push_back(models::ImageTensor(*in.image));
   return models::CollateImages(images, divisor);
 }
 
 std::vector<models::DenseImageMeta> Metas(const std::vector<NetworkInput>& batch) {
   std::vector<models::DenseImageMeta> metas;
-  for (const auto& in : batch) {
-    models::DenseImageMeta m;
-    m.height = in.image->height;
-    m.width = in.image->width;
-    m.original_height = in.image->original_height;
-    m.original_width = in.image->original_width;
-    m.scale_x = in.image->scale_x;
-    m.scale_y = in.image->scale_y;
-    metas.push_back(m);
-  }
+  metas.reserve(batch.size());
+  for (const auto& in : batch) metas.push_back(models::MetaOf(*in.image));
   return metas;
 }
 
