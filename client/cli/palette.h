@@ -1,5 +1,5 @@
 // Colours of the client's pictures: the ADE20K-150 palette for segmentation maps (embedded from
-// client/data/ade20k150_classes.tsv at build time) and distinct colours for detected instances.
+// models/data/ade20k150_classes.tsv at build time) and distinct colours for detected instances.
 #pragma once
 
 #include <string>
@@ -32,7 +32,7 @@ cv::Scalar SegmentationColour(int class_id);
 // apart, so neighbouring indices always differ clearly.
 cv::Scalar InstanceColour(int index);
 
-// The embedded copy of client/data/ade20k150_classes.tsv (generated source).
+// The embedded copy of models/data/ade20k150_classes.tsv (generated source).
 extern const char kAde20kPaletteTsv[];
 
 }  // namespace iis::client
