@@ -2,6 +2,7 @@
 
 #include <cstring>
 #include <exception>
+#include <memory>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -153,13 +154,11 @@ void ModelRunner::Submit(std::unique_ptr<InferenceRequest> request) {
   metrics_->AddQueueDepth(1);
   auto task = std::make_unique<Job>();
   task->request = std::move(request);
-  // The pool runs the CPU-heavy decode and resize, never the batch threads.
-  auto* reservation = new BatchReservation(*std::move(slot));
-  Job* raw = task.release();
-  pool_->Schedule([this, reservation, raw] {
-    std::unique_ptr<BatchReservation> r(reservation);
-    Preprocess(std::move(*r), std::unique_ptr<Job>(raw));
-  });
+  // The pool runs the CPU-heavy decode and resize, never the batch threads. (The pool takes
+  // copyable functions: the move-only slot and job travel in a shared holder.)
+  auto work = std::make_shared<std::pair<BatchReservation, std::unique_ptr<Job>>>(
+      *std::move(slot), std::move(task));
+  pool_->Schedule([this, work] { Preprocess(std::move(work->first), std::move(work->second)); });
 }
 
 void ModelRunner::Preprocess(BatchReservation reservation, std::unique_ptr<Job> task) {
@@ -227,11 +226,10 @@ void ModelRunner::ProcessBatch(int instance, std::vector<std::unique_ptr<Job>> b
       batch[i]->request->done(errors[i]);
       continue;
     }
-    auto* task = batch[i].release();
-    auto* out = new NetworkOutput(std::move(outputs[i]));
-    pool_->Schedule([this, task, out, start, end, n] {
-      std::unique_ptr<NetworkOutput> o(out);
-      Complete(std::unique_ptr<Job>(task), std::move(*o), start, end, n);
+    auto work = std::make_shared<std::pair<std::unique_ptr<Job>, NetworkOutput>>(
+        std::move(batch[i]), std::move(outputs[i]));
+    pool_->Schedule([this, work, start, end, n] {
+      Complete(std::move(work->first), std::move(work->second), start, end, n);
     });
   }
 }
