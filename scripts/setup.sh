@@ -23,7 +23,7 @@ test_packages=(
 runtime_packages=(
   libtorch1.13 libopenblas0-openmp libdnnl2 libgrpc++1.51 libprotobuf32
   libopencv-core406 libopencv-imgproc406 libopencv-imgcodecs406
-  libprometheus-cpp-pull1.0 libprometheus-cpp-core1.0 ca-certificates
+  libprometheus-cpp-core1.0 ca-certificates
 )
 
 case "${1:-}" in
