@@ -1,8 +1,10 @@
 // A child process for end-to-end tests: started with execv, stdout and stderr in a log file,
-// killed (SIGKILL) if still running when the object goes away. Header-only. Not thread-safe.
+// killed (SIGKILL) if still running when the object goes away or when the test process dies.
+// Header-only. Not thread-safe.
 #pragma once
 
 #include <fcntl.h>
+#include <sys/prctl.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -21,6 +23,7 @@ class Process {
   Process(const std::vector<std::string>& argv, const std::string& log) {
     pid_ = fork();
     if (pid_ == 0) {
+      prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlive a test that crashes
       const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
       dup2(fd, STDOUT_FILENO);
       dup2(fd, STDERR_FILENO);
