@@ -26,12 +26,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::string ReadBytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw std::runtime_error(path + ": cannot open");
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
 void WriteText(const fs::path& path, const std::string& text) {
   std::ofstream out(path, std::ios::binary);
   out << text;
@@ -127,7 +121,7 @@ std::pair<at::Tensor, DenseImageMeta> LoadImage(const std::string& path, const A
   spec.size_divisor = arch.size_divisor;
   NormalizedImage img;
   try {
-    img = Preprocess(DecodeImage(ReadBytes(path), /*apply_exif_orientation=*/true), false, spec);
+    img = Preprocess(DecodeImage(ReadFileBytes(path), /*apply_exif_orientation=*/true), false, spec);
   } catch (const PreprocessError& e) {
     throw std::runtime_error(path + ": " + e.what());
   }
@@ -269,6 +263,12 @@ int RunDensePrediction(const Architecture& arch, const DensePredictRequest& requ
   }
   return arch.task == ModelTask::kDetection ? RunDetection(arch, request, dir)
                                             : RunSegmentation(arch, request, dir);
+}
+
+std::string ReadFileBytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::runtime_error(path + ": cannot open");
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
 }
 
 }  // namespace iis::models

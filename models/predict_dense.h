@@ -44,4 +44,8 @@ struct DensePredictRequest {
 // or array, wrong array shape, two images with the same stem, unwritable folder, bad weights).
 int RunDensePrediction(const Architecture& arch, const DensePredictRequest& request);
 
+// Returns the bytes of the file at `path`. Throws std::runtime_error naming it when it cannot
+// be opened. (Shared by both modes of the runner.)
+std::string ReadFileBytes(const std::string& path);
+
 }  // namespace iis::models

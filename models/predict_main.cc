@@ -12,9 +12,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
-#include <iostream>
-#include <iterator>
 #include <string>
 #include <thread>
 #include <vector>
@@ -135,12 +132,6 @@ Args Parse(int argc, char** argv) {
   return a;
 }
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw std::runtime_error(path + ": cannot open");
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
 at::Tensor ArrayToTensor(const NpyArray& a, const std::string& path) {
   if (a.dtype != "<f4") throw std::runtime_error(path + ": expected float32, got " + a.dtype);
   if (a.shape.size() != 4 || a.shape[1] != 3) {
@@ -182,7 +173,7 @@ int RunClassification(const Args& args, const Architecture& arch) {
   spec.kind = PreprocessKind::kClassification;
   spec.size = arch.input_size;
   for (const auto& path : args.images) {
-    const NormalizedImage img = Preprocess(DecodeImage(ReadFile(path), false), false, spec);
+    const NormalizedImage img = Preprocess(DecodeImage(ReadFileBytes(path), false), false, spec);
     const at::Tensor x = at::from_blob(const_cast<float*>(img.chw.data()),
                                        {1, 3, img.height, img.width}, at::kFloat);
     const at::Tensor probs = at::softmax(model.Logits(x), 1)[0];

@@ -35,12 +35,9 @@ namespace pb = internimage::serving::v1;
 using std::chrono::milliseconds;
 using std::chrono::seconds;
 
-constexpr char kSkimage[] = "/usr/lib/python3/dist-packages/skimage/data/";
+const std::string kSkimage = testing_paths::SkimagePhoto("");
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
+using testing_paths::ReadFileBytes;
 
 // The configuration the suite's server runs: the three default architectures plus a
 // classification model with a one-deep queue for the admission, deadline and cancellation tests.
@@ -92,8 +89,8 @@ class RuntimeServerTest : public ::testing::Test {
   }
 
   void SetUp() override {
-    ASSERT_GT(port_, 0) << "the server did not start; log:\n" << ReadFile(*dir_ + "/server.log");
-    ASSERT_TRUE(server_->Running()) << ReadFile(*dir_ + "/server.log");
+    ASSERT_GT(port_, 0) << "the server did not start; log:\n" << ReadFileBytes(*dir_ + "/server.log");
+    ASSERT_TRUE(server_->Running()) << ReadFileBytes(*dir_ + "/server.log");
   }
 
   static std::unique_ptr<pb::VisionService::Stub> Stub() {
@@ -154,10 +151,10 @@ std::vector<float> Probabilities(const pb::ClassifyResponse& r) {
 
 TEST_F(RuntimeServerTest, ClassifyEncodedAndRawGiveTheSameAnswer) {
   auto stub = Stub();
-  const std::string png = ReadFile(std::string(kSkimage) + "chelsea.png");
+  const std::string png = ReadFileBytes(kSkimage + "chelsea.png");
   pb::ClassifyResponse encoded, raw;
   ASSERT_TRUE(Classify(*stub, "", Encoded(png), &encoded).ok());
-  const cv::Mat bgr = cv::imread(std::string(kSkimage) + "chelsea.png", cv::IMREAD_COLOR);
+  const cv::Mat bgr = cv::imread(kSkimage + "chelsea.png", cv::IMREAD_COLOR);
   ASSERT_TRUE(Classify(*stub, "internimage_t_1k_224", RawRgb(bgr), &raw).ok());
   ASSERT_EQ(encoded.classes_size(), 1000);
   EXPECT_EQ(encoded.metadata().model(), "internimage_t_1k_224");
@@ -179,7 +176,7 @@ TEST_F(RuntimeServerTest, ConcurrentRequestsFormBatchesThatEqualSingleRuns) {
   std::vector<std::vector<float>> single;
   for (const char* n : names) {
     pb::ClassifyResponse r;
-    ASSERT_TRUE(Classify(*stub, "", Encoded(ReadFile(std::string(kSkimage) + n)), &r).ok());
+    ASSERT_TRUE(Classify(*stub, "", Encoded(ReadFileBytes(kSkimage + n)), &r).ok());
     EXPECT_EQ(r.metadata().batch_size(), 1);
     single.push_back(Probabilities(r));
   }
@@ -189,7 +186,7 @@ TEST_F(RuntimeServerTest, ConcurrentRequestsFormBatchesThatEqualSingleRuns) {
     futures.push_back(std::async(std::launch::async, [n] {
       auto s = Stub();
       pb::ClassifyResponse r;
-      grpc::Status st = Classify(*s, "", Encoded(ReadFile(std::string(kSkimage) + n)), &r);
+      grpc::Status st = Classify(*s, "", Encoded(ReadFileBytes(kSkimage + n)), &r);
       return std::make_pair(st, r);
     }));
   }
@@ -217,7 +214,7 @@ TEST_F(RuntimeServerTest, ConcurrentRequestsFormBatchesThatEqualSingleRuns) {
 
 TEST_F(RuntimeServerTest, DetectMapsBoxesAndMasksToTheOriginalImage) {
   auto stub = Stub();
-  const cv::Mat bgr = cv::imread(std::string(kSkimage) + "coffee.png", cv::IMREAD_COLOR);  // 600x400
+  const cv::Mat bgr = cv::imread(kSkimage + "coffee.png", cv::IMREAD_COLOR);  // 600x400
   std::vector<uchar> jpg;
   cv::imencode(".jpg", bgr, jpg);
   grpc::ClientContext ctx;
@@ -265,8 +262,8 @@ TEST_F(RuntimeServerTest, DetectMapsBoxesAndMasksToTheOriginalImage) {
 
 TEST_F(RuntimeServerTest, DetectBatchOfTwoEqualsSingleRuns) {
   // Two images with the same padded network size: a batched forward must give their answers.
-  const cv::Mat a = cv::imread(std::string(kSkimage) + "motorcycle_left.png", cv::IMREAD_COLOR);
-  const cv::Mat b = cv::imread(std::string(kSkimage) + "motorcycle_right.png", cv::IMREAD_COLOR);
+  const cv::Mat a = cv::imread(kSkimage + "motorcycle_left.png", cv::IMREAD_COLOR);
+  const cv::Mat b = cv::imread(kSkimage + "motorcycle_right.png", cv::IMREAD_COLOR);
   auto run = [](const cv::Mat& img) {
     auto stub = Stub();
     grpc::ClientContext ctx;
@@ -298,7 +295,7 @@ TEST_F(RuntimeServerTest, SegmentReturnsALabelMapOfTheOriginalSize) {
   auto stub = Stub();
   grpc::ClientContext ctx;
   pb::SegmentRequest req;
-  *req.mutable_image() = Encoded(ReadFile(std::string(kSkimage) + "astronaut.png"));  // 512x512
+  *req.mutable_image() = Encoded(ReadFileBytes(kSkimage + "astronaut.png"));  // 512x512
   pb::SegmentResponse resp;
   grpc::Status st = stub->Segment(&ctx, req, &resp);
   ASSERT_TRUE(st.ok()) << st.error_message();
@@ -320,7 +317,7 @@ TEST_F(RuntimeServerTest, SegmentReturnsALabelMapOfTheOriginalSize) {
 
 TEST_F(RuntimeServerTest, AFullQueueAnswersResourceExhaustedAtOnce) {
   // tiny_queue runs one request at a time and queues at most one more.
-  const std::string png = ReadFile(std::string(kSkimage) + "chelsea.png");
+  const std::string png = ReadFileBytes(kSkimage + "chelsea.png");
   std::vector<std::future<grpc::Status>> futures;
   for (int i = 0; i < 8; ++i) {
     futures.push_back(std::async(std::launch::async, [&png] {
@@ -348,7 +345,7 @@ TEST_F(RuntimeServerTest, AFullQueueAnswersResourceExhaustedAtOnce) {
 }
 
 TEST_F(RuntimeServerTest, ExpiredRequestsNeverRun) {
-  const std::string png = ReadFile(std::string(kSkimage) + "chelsea.png");
+  const std::string png = ReadFileBytes(kSkimage + "chelsea.png");
   const auto before = Metrics();
   // A request occupies tiny_queue's single instance (a forward of tens of ms); the next one waits
   // behind it and its 15 ms deadline passes in the queue (or already in preprocessing).
@@ -377,7 +374,7 @@ TEST_F(RuntimeServerTest, CancelledRequestsNeverRun) {
   // A detection (seconds on this CPU) occupies the model's instance; a second one waits in the
   // queue behind it, the client cancels it, and the server drops it instead of running it.
   const auto before = Metrics();
-  const cv::Mat bgr = cv::imread(std::string(kSkimage) + "coffee.png", cv::IMREAD_COLOR);
+  const cv::Mat bgr = cv::imread(kSkimage + "coffee.png", cv::IMREAD_COLOR);
   auto detect = [&bgr](grpc::ClientContext* ctx) {
     auto stub = Stub();
     pb::DetectRequest req;
@@ -410,14 +407,14 @@ TEST_F(RuntimeServerTest, ALoneRequestDoesNotWaitForCompany) {
   // their way: a single request is dispatched at once.
   auto stub = Stub();
   pb::ClassifyResponse r;
-  ASSERT_TRUE(Classify(*stub, "", Encoded(ReadFile(std::string(kSkimage) + "chelsea.png")), &r).ok());
+  ASSERT_TRUE(Classify(*stub, "", Encoded(ReadFileBytes(kSkimage + "chelsea.png")), &r).ok());
   EXPECT_LT(r.metadata().timing().queue_us(), 100000) << r.metadata().DebugString();
 }
 
 TEST_F(RuntimeServerTest, BadImagesAreRejectedAndTheServerKeepsServing) {
   auto stub = Stub();
   pb::ClassifyResponse r;
-  std::string png = ReadFile(std::string(kSkimage) + "chelsea.png");
+  std::string png = ReadFileBytes(kSkimage + "chelsea.png");
   const grpc::Status truncated = Classify(*stub, "", Encoded(png.substr(0, png.size() / 3)), &r);
   EXPECT_EQ(truncated.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << truncated.error_message();
   std::string corrupt = png;
@@ -457,7 +454,7 @@ TEST_F(RuntimeServerTest, ListModelsReportsRandomWeightsAndBatching) {
 
 // Runs last (gtest runs tests in declaration order within a suite): stops the shared server.
 TEST_F(RuntimeServerTest, ZzDrainFinishesInFlightRequestsAndExitsZero) {
-  const std::string png = ReadFile(std::string(kSkimage) + "chelsea.png");
+  const std::string png = ReadFileBytes(kSkimage + "chelsea.png");
   std::vector<std::future<grpc::Status>> in_flight;
   for (int i = 0; i < 3; ++i) {
     in_flight.push_back(std::async(std::launch::async, [&png] {
@@ -472,7 +469,7 @@ TEST_F(RuntimeServerTest, ZzDrainFinishesInFlightRequestsAndExitsZero) {
     const grpc::Status st = f.get();
     EXPECT_TRUE(st.ok()) << st.error_code() << " " << st.error_message();
   }
-  EXPECT_EQ(server_->Wait(milliseconds(60000)), 0) << ReadFile(*dir_ + "/server.log");
+  EXPECT_EQ(server_->Wait(milliseconds(60000)), 0) << ReadFileBytes(*dir_ + "/server.log");
 }
 
 }  // namespace

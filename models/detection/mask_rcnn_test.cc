@@ -53,15 +53,10 @@ TEST(MaskRcnnKeysTest, OtherVariantsHaveTheirBackboneWidthsInTheNeck) {
 
 // ---- End to end on real photographs, with seeded random weights and a reduced backbone. ----
 
-std::string PhotoPath(const std::string& name) {
-  return "/usr/lib/python3/dist-packages/skimage/data/" + name;
-}
-
 // The detection pipeline on a reduced scale (keeps the test fast; the code path is the official
 // one), returning the image tensor (3, h, w) and its meta.
 std::pair<at::Tensor, DenseImageMeta> LoadPhoto(const std::string& name) {
-  std::ifstream in(PhotoPath(name), std::ios::binary);
-  const std::string bytes{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+  const std::string bytes = testing_paths::ReadFileBytes(testing_paths::SkimagePhoto(name));
   PreprocessSpec spec;
   spec.kind = PreprocessKind::kDetection;
   spec.scale_long = 384;
@@ -90,7 +85,7 @@ class MaskRcnnPhotoTest : public ::testing::Test {
     model_ = nullptr;
   }
   void SetUp() override {
-    if (!std::ifstream(PhotoPath("astronaut.png"))) GTEST_SKIP() << "skimage photos not installed";
+    if (!std::ifstream(testing_paths::SkimagePhoto("astronaut.png"))) GTEST_SKIP() << "skimage photos not installed";
   }
 
   // Runs the photos as one batch. Unless `options` says otherwise the tests keep 30 detections,

@@ -19,10 +19,7 @@
 namespace iis::models {
 namespace {
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
+using testing_paths::ReadFileBytes;
 
 // Runs testdata/make_reference.py once: PIL/torchvision and cv2/numpy references for real images.
 class PreprocessReferenceTest : public ::testing::Test {
@@ -75,7 +72,7 @@ TEST_F(PreprocessReferenceTest, ClassificationEqualsTorchvisionOnPil) {
   ASSERT_GE(names.size(), 10u);
   PreprocessSpec spec;  // classification, 224
   for (const auto& name : names) {
-    const cv::Mat img = DecodeImage(ReadFile(*dir_ + "/" + name), /*apply_exif_orientation=*/false);
+    const cv::Mat img = DecodeImage(ReadFileBytes(*dir_ + "/" + name), /*apply_exif_orientation=*/false);
     // Bit-exact: PIL's fixed-point bicubic, the same crop rounding, float32 ToTensor/Normalize.
     ExpectEqualToReference(Preprocess(img, false, spec), *dir_ + "/" + name + ".cls.npy", 0.0);
   }
@@ -86,7 +83,7 @@ TEST_F(PreprocessReferenceTest, DetectionEqualsMmdetPipeline) {
   spec.kind = PreprocessKind::kDetection;
   for (const auto& name : Names()) {
     const NormalizedImage got =
-        Preprocess(DecodeImage(ReadFile(*dir_ + "/" + name), true), false, spec);
+        Preprocess(DecodeImage(ReadFileBytes(*dir_ + "/" + name), true), false, spec);
     ExpectEqualToReference(got, *dir_ + "/" + name + ".det.npy", 0.0);
     std::ifstream meta(*dir_ + "/" + name + ".det.txt");
     int w = 0, h = 0;
@@ -106,7 +103,7 @@ TEST_F(PreprocessReferenceTest, SegmentationEqualsMmsegPipeline) {
   spec.scale_short = 512;
   for (const auto& name : Names()) {
     const NormalizedImage got =
-        Preprocess(DecodeImage(ReadFile(*dir_ + "/" + name), true), false, spec);
+        Preprocess(DecodeImage(ReadFileBytes(*dir_ + "/" + name), true), false, spec);
     EXPECT_EQ(got.width % 32, 0);
     EXPECT_EQ(got.height % 32, 0);
     ExpectEqualToReference(got, *dir_ + "/" + name + ".seg.npy", 0.0);

@@ -191,13 +191,8 @@ TEST(LogitsToLabelMapTest, RejectsBadSizes) {
 
 // ---- End to end on real photographs, seeded random weights, reduced backbone and scale. ----
 
-std::string PhotoPath(const std::string& name) {
-  return "/usr/lib/python3/dist-packages/skimage/data/" + name;
-}
-
 std::pair<at::Tensor, DenseImageMeta> LoadPhoto(const std::string& name) {
-  std::ifstream in(PhotoPath(name), std::ios::binary);
-  const std::string bytes{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+  const std::string bytes = testing_paths::ReadFileBytes(testing_paths::SkimagePhoto(name));
   PreprocessSpec spec;
   spec.kind = PreprocessKind::kSegmentation;
   spec.scale_long = 512;
@@ -220,7 +215,7 @@ class UperNetPhotoTest : public ::testing::Test {
     model_ = nullptr;
   }
   void SetUp() override {
-    if (!std::ifstream(PhotoPath("astronaut.png"))) GTEST_SKIP() << "skimage photos not installed";
+    if (!std::ifstream(testing_paths::SkimagePhoto("astronaut.png"))) GTEST_SKIP() << "skimage photos not installed";
   }
 
   static std::vector<ImageSegmentation> Run(const std::vector<std::string>& names, bool logits) {

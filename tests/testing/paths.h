@@ -6,6 +6,8 @@
 #pragma once
 
 #include <cstdlib>
+#include <fstream>
+#include <iterator>
 #include <string>
 
 namespace iis::testing_paths {
@@ -32,5 +34,17 @@ inline std::string BinaryDir() {
 
 // Returns ../shared/ next to the repository (fixtures and data shared with the project).
 inline std::string SharedDir() { return SourceDir() + "/../shared"; }
+
+// Returns the path of one of the real photographs Debian's python3-skimage ships (astronaut.png,
+// chelsea.png, coffee.png, motorcycle_left.png, rocket.jpg ...).
+inline std::string SkimagePhoto(const std::string& name) {
+  return "/usr/lib/python3/dist-packages/skimage/data/" + name;
+}
+
+// Returns the bytes of the file at `path` (empty when it cannot be read).
+inline std::string ReadFileBytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
 
 }  // namespace iis::testing_paths
