@@ -201,7 +201,6 @@ TEST_F(RuntimeServerTest, ConcurrentRequestsFormBatchesThatEqualSingleRuns) {
   EXPECT_GT(max_batch, 1);
   // The server's own batch-size histogram saw batches of more than one request.
   const auto after = Metrics();
-  const std::string series = "iis_batch_size_%s{model=\"internimage_t_1k_224\"}";
   auto get = [](const std::map<std::string, double>& m, const char* which) {
     return SampleOrZero(m, std::string("iis_batch_size_") + which + "{model=\"internimage_t_1k_224\"}");
   };
@@ -209,7 +208,6 @@ TEST_F(RuntimeServerTest, ConcurrentRequestsFormBatchesThatEqualSingleRuns) {
   const double batches = get(after, "count") - get(before, "count");
   EXPECT_EQ(requests, 6);
   EXPECT_LT(batches, 6);
-  (void)series;
 }
 
 TEST_F(RuntimeServerTest, DetectMapsBoxesAndMasksToTheOriginalImage) {

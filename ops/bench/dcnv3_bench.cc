@@ -26,43 +26,16 @@
 #include <vector>
 
 #include "ops/cpu/isa.h"
+#include "ops/bench/internimage_t_layers.h"
 #include "ops/dcnv3.h"
 
 namespace iis::ops {
 namespace {
 
-struct Stage {
-  int64_t size;
-  int64_t channels;
-  int64_t group;
-  int64_t layers;
-};
-constexpr Stage kInternImageT[] = {{56, 64, 4, 4}, {28, 128, 8, 4}, {14, 256, 16, 18}, {7, 512, 32, 4}};
+using bench::Layer;
 
-struct Layer {
-  at::Tensor value, offset, mask, logits;
-  Dcnv3Params params;
-};
-
-// Inputs of the 30 layers: value ~ N(0, 1), offsets ~ U(-2, 2) px, softmaxed mask and its logits.
 std::vector<Layer> MakeLayers(int64_t batch) {
-  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(2024);
-  std::vector<Layer> layers;
-  for (const Stage& s : kInternImageT) {
-    for (int64_t l = 0; l < s.layers; ++l) {
-      Layer layer;
-      layer.params.group = s.group;
-      layer.params.group_channels = s.channels / s.group;
-      const int64_t gk = s.group * layer.params.Points();
-      layer.value = at::randn({batch, s.size, s.size, s.channels}, gen, at::kFloat);
-      layer.offset = at::rand({batch, s.size, s.size, gk * 2}, gen, at::kFloat) * 4 - 2;
-      layer.logits = at::randn({batch, s.size, s.size, gk}, gen, at::kFloat);
-      layer.mask = at::softmax(layer.logits.view({batch, s.size, s.size, s.group, -1}), -1)
-                       .view(layer.logits.sizes());
-      layers.push_back(std::move(layer));
-    }
-  }
-  return layers;
+  return bench::MakeInternImageTLayers(batch, at::TensorOptions().dtype(at::kFloat));
 }
 
 enum class Mode { kKernel, kKernelSoftmax, kComposed, kComposedSoftmax };

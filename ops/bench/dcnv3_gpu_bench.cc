@@ -21,45 +21,19 @@
 #include <functional>
 #include <vector>
 
+#include "ops/bench/internimage_t_layers.h"
 #include "ops/dcnv3.h"
 
 namespace iis::ops {
 namespace {
 
-struct Stage {
-  int64_t size;
-  int64_t channels;
-  int64_t group;
-  int64_t layers;
-};
-constexpr Stage kInternImageT[] = {{56, 64, 4, 4}, {28, 128, 8, 4}, {14, 256, 16, 18}, {7, 512, 32, 4}};
 // Ideal fp16 traffic of the 30 layers at batch 64 over the H100's measured ~3.0 TB/s, times 3.
 constexpr double kFp16TargetMs = 3 * 0.35;
 
-struct Layer {
-  at::Tensor value, offset, mask, logits;
-  Dcnv3Params params;
-};
+using bench::Layer;
 
 std::vector<Layer> MakeLayers(int64_t batch, at::ScalarType dtype) {
-  const auto opts = at::TensorOptions().dtype(dtype).device(at::kCUDA);
-  std::vector<Layer> layers;
-  for (const Stage& s : kInternImageT) {
-    for (int64_t l = 0; l < s.layers; ++l) {
-      Layer layer;
-      layer.params.group = s.group;
-      layer.params.group_channels = s.channels / s.group;
-      const int64_t gk = s.group * layer.params.Points();
-      layer.value = at::randn({batch, s.size, s.size, s.channels}, opts);
-      layer.offset = at::rand({batch, s.size, s.size, gk * 2}, opts).mul_(4).sub_(2);
-      layer.logits = at::randn({batch, s.size, s.size, gk}, opts);
-      layer.mask = at::softmax(layer.logits.view({batch, s.size, s.size, s.group, -1}).to(at::kFloat), -1)
-                       .to(dtype)
-                       .view(layer.logits.sizes());
-      layers.push_back(std::move(layer));
-    }
-  }
-  return layers;
+  return bench::MakeInternImageTLayers(batch, at::TensorOptions().dtype(dtype).device(at::kCUDA));
 }
 
 // Bytes of the ideal traffic: every input element read once, every output element written once.
