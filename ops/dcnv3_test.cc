@@ -96,18 +96,8 @@ at::Tensor AbsBound(const Inputs& in, const Dcnv3Params& p, bool logits) {
 // ---------------------------------------------------------------------------------------------
 // Kernel against the reference over the parameter space, every ISA, plain and fused softmax.
 
-struct Case {
-  std::string name;
-  int64_t n, h, w;
-  Dcnv3Params params;
-  double offset_range;
-};
-
-Dcnv3Params Geometry(int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw,
-                     int64_t dh, int64_t dw, int64_t group, int64_t depth, double scale = 1.0,
-                     bool remove_center = false) {
-  return Dcnv3Params{kh, kw, sh, sw, ph, pw, dh, dw, group, depth, scale, remove_center};
-}
+using Case = testing_support::Dcnv3TestCase;
+using testing_support::Geometry;
 
 std::vector<Case> Cases() {
   return {

@@ -38,18 +38,8 @@ void PoisonNextAllocation(at::IntArrayRef sizes, at::ScalarType dtype) {
                                      at::TensorOptions().dtype(dtype).device(at::kCUDA));
 }
 
-struct GpuCase {
-  std::string name;
-  int64_t n, h, w;
-  Dcnv3Params params;
-  double offset_range;
-};
-
-Dcnv3Params Geometry(int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw,
-                     int64_t dh, int64_t dw, int64_t group, int64_t depth, double scale = 1.0,
-                     bool remove_center = false) {
-  return Dcnv3Params{kh, kw, sh, sw, ph, pw, dh, dw, group, depth, scale, remove_center};
-}
+using GpuCase = testing_support::Dcnv3TestCase;
+using testing_support::Geometry;
 
 std::vector<GpuCase> GpuCases() {
   return {
