@@ -3,7 +3,7 @@
 // The module tree mirrors the official implementation (OpenGVLab/InternImage,
 // classification/models/intern_image.py) so that named_parameters()/named_buffers() produce exactly
 // the official state-dict keys, in the official order: official checkpoints load unchanged
-// (checked against ../shared/fixtures/internimage-keys/*.tsv by internimage_test).
+// (checked against tests/fixtures/keys/internimage_*.tsv by internimage_test).
 //
 // forward functions here are the readable ATen reference (eval mode: drop-path and dropout are the
 // identity). The fast CPU path lives in models/cpu/internimage_cpu_plan.h and is tested against

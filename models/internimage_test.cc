@@ -18,7 +18,7 @@ class OfficialKeysTest : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(OfficialKeysTest, NamesShapesAndOrderEqualTheOfficialCheckpoint) {
   const std::string variant = GetParam();
-  const auto expected = ReadKeyFixture("internimage-keys/internimage_" + variant + ".tsv");
+  const auto expected = ReadKeyFixture("internimage_" + variant);
   ASSERT_GT(expected.size(), 100u) << "fixture missing: set IIS_SOURCE_DIR to the repository root";
   // Meta tensors: the layout of every variant (G has ~3e9 weights) without allocating it.
   ScopedParameterDevice meta(at::kMeta);
@@ -34,7 +34,7 @@ INSTANTIATE_TEST_SUITE_P(AllVariants, OfficialKeysTest,
                          ::testing::Values("t", "s", "b", "l", "xl", "h", "g"));
 
 TEST(DenseBackboneKeysTest, MaskRcnnBackboneKeysEqualTheOfficialCheckpoint) {
-  const auto rows = ReadKeyFixture("det-seg-keys/mask_rcnn_internimage_t_fpn_1x_coco.tsv");
+  const auto rows = ReadKeyFixture("mask_rcnn_internimage_t_fpn_1x_coco");
   KeyShapes expected;
   for (const auto& r : rows) {
     if (r.first.rfind("backbone.", 0) == 0) expected.emplace_back(r.first.substr(9), r.second);

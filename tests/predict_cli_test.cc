@@ -62,7 +62,7 @@ std::vector<float> ReadLogits(const std::string& path, std::vector<int64_t>* sha
 bool MakeCheckpoint(const std::string& out, const std::string& extra) {
   const std::string cmd = "/usr/bin/python3 " + testing_paths::SourceDir() +
                           "/tests/scripts/make_official_layout_checkpoint.py " +
-                          testing_paths::SharedDir() + "/fixtures/internimage-keys/internimage_t.tsv " +
+                          testing_paths::SourceDir() + "/tests/fixtures/keys/internimage_t.tsv " +
                           out + " " + extra;
   return Execute(cmd).exit_code == 0;
 }

@@ -3,7 +3,7 @@
 //
 // The module tree reproduces mmdetection's names and order (backbone., neck., rpn_head.,
 // roi_head.bbox_head., roi_head.mask_head.), so the official checkpoints ('state_dict', 'meta'
-// ignored) load unchanged; checked against ../shared/fixtures/det-seg-keys/ by the tests.
+// ignored) load unchanged; checked against tests/fixtures/keys/ by the tests.
 // Inference follows docs/detection-segmentation.md (sections C-E) step by step: FPN with a
 // max-pool P6, RPN (per-level top 1000, batched NMS by level at 0.7, 1000 proposals), RoIAlign
 // 7x7 / 14x14 by the level rule, Shared2FC box head, class-specific decode and clip, rescale by

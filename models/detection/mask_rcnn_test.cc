@@ -27,8 +27,8 @@ using testing_keys::ReadKeyFixture;
 using testing_keys::StateDictLayout;
 
 TEST(MaskRcnnKeysTest, NamesShapesAndOrderEqualTheOfficialCheckpoint) {
-  const KeyShapes expected = ReadKeyFixture("det-seg-keys/mask_rcnn_internimage_t_fpn_1x_coco.tsv");
-  ASSERT_EQ(expected.size(), 727u) << "fixture missing: " << testing_paths::SharedDir();
+  const KeyShapes expected = ReadKeyFixture("mask_rcnn_internimage_t_fpn_1x_coco");
+  ASSERT_EQ(expected.size(), 727u) << "fixture missing: " << testing_keys::KeyFixturePath("mask_rcnn_internimage_t_fpn_1x_coco");
   ScopedParameterDevice meta(at::kMeta);
   MaskRcnn model(*FindArchitecture("mask_rcnn_internimage_t_fpn_1x_coco"));
   const KeyShapes actual = StateDictLayout(model.network());

@@ -25,8 +25,8 @@ using testing_keys::ReadKeyFixture;
 using testing_keys::StateDictLayout;
 
 TEST(UperNetKeysTest, NamesShapesAndOrderEqualTheOfficialCheckpointWithoutTheAuxHead) {
-  const KeyShapes rows = ReadKeyFixture("det-seg-keys/upernet_internimage_t_512_160k_ade20k.tsv");
-  ASSERT_EQ(rows.size(), 767u) << "fixture missing: " << testing_paths::SharedDir();
+  const KeyShapes rows = ReadKeyFixture("upernet_internimage_t_512_160k_ade20k");
+  ASSERT_EQ(rows.size(), 767u) << "fixture missing: " << testing_keys::KeyFixturePath("upernet_internimage_t_512_160k_ade20k");
   KeyShapes expected;
   for (const auto& r : rows) {
     if (r.first.rfind("auxiliary_head.", 0) != 0) expected.push_back(r);

@@ -1,5 +1,5 @@
 // Test helpers: a module's state-dict layout and the official key lists it must equal
-// (../shared/fixtures/*-keys/*.tsv). Header-only; used by the models' key tests.
+// (tests/fixtures/keys/*.tsv). Header-only; used by the models' key tests.
 #pragma once
 
 #include <cstdint>
@@ -18,10 +18,16 @@ namespace iis::models::testing_keys {
 // (name, shape) rows; shape is "AxBxC", or "scalar" for 0-d tensors.
 using KeyShapes = std::vector<std::pair<std::string, std::string>>;
 
-// Reads ../shared/fixtures/<relative_path>: "name<TAB>shape" rows in checkpoint order. Returns no
-// rows when the file is missing (the caller's size assertion then says so).
-inline KeyShapes ReadKeyFixture(const std::string& relative_path) {
-  std::ifstream in(testing_paths::SharedDir() + "/fixtures/" + relative_path);
+// Returns the path of tests/fixtures/keys/<name>.tsv: an official checkpoint's entry names and
+// shapes in checkpoint order (see tests/fixtures/keys/README.md).
+inline std::string KeyFixturePath(const std::string& name) {
+  return testing_paths::SourceDir() + "/tests/fixtures/keys/" + name + ".tsv";
+}
+
+// Reads KeyFixturePath(name): "name<TAB>shape" rows in checkpoint order. Returns no rows when the
+// file is missing (the caller's size assertion then says so).
+inline KeyShapes ReadKeyFixture(const std::string& name) {
+  std::ifstream in(KeyFixturePath(name));
   KeyShapes rows;
   std::string line;
   while (std::getline(in, line)) {

@@ -4,7 +4,7 @@
 Usage: make_official_layout_checkpoint.py KEYS_TSV OUT.pth [--prefix module.] [--drop KEY]
                                           [--dtype float16]
 
-KEYS_TSV is one of ../shared/fixtures/internimage-keys/*.tsv (the official names and shapes).
+KEYS_TSV is one of tests/fixtures/keys/internimage_*.tsv (the official names and shapes).
 The file is what classification/utils.py of the official repository saves: {'model': state_dict,
 'optimizer': ..., 'max_accuracy': ..., 'epoch': ...}. --drop leaves one key out (for the strict
 loading tests).

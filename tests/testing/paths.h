@@ -32,9 +32,6 @@ inline std::string BinaryDir() {
 #endif
 }
 
-// Returns ../shared/ next to the repository (fixtures and data shared with the project).
-inline std::string SharedDir() { return SourceDir() + "/../shared"; }
-
 // Returns the path of one of the real photographs Debian's python3-skimage ships (astronaut.png,
 // chelsea.png, coffee.png, motorcycle_left.png, rocket.jpg ...).
 inline std::string SkimagePhoto(const std::string& name) {
