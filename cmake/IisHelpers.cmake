@@ -15,7 +15,7 @@ endfunction()
 # Compiles each source once per x86-64 ISA level and adds the objects to <target>:
 #   avx512 (-mavx512f/bw/vl/dq + FMA), avx2 (-mavx2 + FMA) and baseline (the default target).
 # Each compile defines IIS_ISA_NAMESPACE to isa_avx512 / isa_avx2 / isa_baseline; the source puts
-# its kernels in that namespace and a dispatcher picks one at run time (iis::cpu::BestIsa()).
+# its kernels in that namespace and a dispatcher picks one at run time (iis::ops::cpu::BestIsa()).
 # On other architectures only the baseline variant is built. The sources must not include
 # LibTorch headers: they are compiled three times.
 function(iis_multiarch_sources target)

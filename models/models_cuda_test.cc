@@ -4,7 +4,7 @@
 #include <ATen/Context.h>
 #include <gtest/gtest.h>
 
-#include "models/classifier.h"
+#include "models/classification/classifier.h"
 #include "models/dense_batch.h"
 #include "models/detection/mask_rcnn.h"
 #include "models/layers.h"
@@ -26,7 +26,7 @@ class ClassifierCudaTest : public ::testing::TestWithParam<at::ScalarType> {};
 TEST_P(ClassifierCudaTest, LogitsMatchTheCpu) {
   if (!HaveCuda()) GTEST_SKIP() << "no CUDA device";
   const Architecture& arch = *FindArchitecture("internimage_t_1k_224");
-  Classifier cpu(arch), gpu(arch);
+  classification::Classifier cpu(arch), gpu(arch);
   InitRandomWeights(cpu.network(), 5);
   InitRandomWeights(gpu.network(), 5);
   cpu.Prepare(RunOptions{});

@@ -10,7 +10,7 @@ Architecture Classification(const std::string& name, const std::string& variant,
   a.name = name;
   a.task = ModelTask::kClassification;
   a.variant = variant;
-  a.backbone = OfficialClassificationConfig(variant);
+  a.backbone = models::backbone::OfficialClassificationConfig(variant);
   a.num_classes = 1000;
   a.class_names = &ImageNetClassNames();
   a.input_size = size;
@@ -23,7 +23,7 @@ Architecture Dense(const std::string& name, ModelTask task, const std::string& v
   a.name = name;
   a.task = task;
   a.variant = variant;
-  a.backbone = OfficialDenseConfig(variant);
+  a.backbone = models::backbone::OfficialDenseConfig(variant);
   if (task == ModelTask::kDetection) {
     a.num_classes = 80;
     a.class_names = &CocoClassNames();

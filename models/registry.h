@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "models/internimage_config.h"
+#include "models/backbone/internimage_config.h"
 
 namespace iis::models {
 
@@ -18,7 +18,7 @@ struct Architecture {
   std::string name;     // official config name, e.g. "internimage_t_1k_224"
   ModelTask task = ModelTask::kClassification;
   std::string variant;  // backbone variant: t, s, b, l, xl, h, g
-  InternImageConfig backbone;
+  models::backbone::InternImageConfig backbone;
   int num_classes = 0;
   const std::vector<std::string>* class_names = nullptr;
   // Classification: the square input size (224, 384, 512, 640).

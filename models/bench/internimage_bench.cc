@@ -9,7 +9,7 @@
 #include <benchmark/benchmark.h>
 #include <sys/resource.h>
 
-#include "models/classifier.h"
+#include "models/classification/classifier.h"
 #include "models/cpu/internimage_cpu_plan.h"
 #include "models/layers.h"
 #include "models/registry.h"
@@ -29,11 +29,11 @@ void BM_InternImageT(benchmark::State& state) {
   const int kind = static_cast<int>(state.range(1));
   at::set_num_threads(2);
   const Architecture* arch = FindArchitecture("internimage_t_1k_224");
-  auto model = std::make_shared<InternImage>(arch->backbone, arch->num_classes);
+  auto model = std::make_shared<models::backbone::InternImage>(arch->backbone, arch->num_classes);
   InitRandomWeights(*model, 0);
-  std::unique_ptr<InternImageCpuPlan> plan;
-  if (kind == 0) plan = std::make_unique<InternImageCpuPlan>(model, CpuLinear::Backend::kDefault);
-  if (kind == 1) plan = std::make_unique<InternImageCpuPlan>(model, CpuLinear::Backend::kAten);
+  std::unique_ptr<cpu::InternImageCpuPlan> plan;
+  if (kind == 0) plan = std::make_unique<cpu::InternImageCpuPlan>(model, cpu::CpuLinear::Backend::kDefault);
+  if (kind == 1) plan = std::make_unique<cpu::InternImageCpuPlan>(model, cpu::CpuLinear::Backend::kAten);
   at::InferenceMode guard;
   const at::Tensor x = at::randn({batch, 3, 224, 224});
   auto run = [&] { return plan ? plan->ForwardLogits(x) : model->ForwardLogits(x); };

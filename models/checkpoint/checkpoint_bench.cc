@@ -21,7 +21,7 @@
 #include "models/checkpoint/read_only_file.h"
 #include "models/checkpoint/state_dict.h"
 
-namespace iis::checkpoint {
+namespace iis::models::checkpoint {
 namespace {
 
 void BM_Crc32(benchmark::State& state) {
@@ -84,22 +84,22 @@ void RegisterFile(const std::string& label, const std::string& path) {
 }
 
 }  // namespace
-}  // namespace iis::checkpoint
+}  // namespace iis::models::checkpoint
 
 int main(int argc, char** argv) {
   benchmark::Initialize(&argc, argv);
   const std::string synthetic = (std::filesystem::temp_directory_path() /
                                  ("checkpoint_bench_" + std::to_string(getpid()) + ".safetensors"))
                                     .string();
-  iis::checkpoint::WriteSafetensors(synthetic, 64, int64_t{1} << 20);  // 64 x 4 MiB
-  iis::checkpoint::RegisterFile("synthetic_256MiB.safetensors", synthetic);
+  iis::models::checkpoint::WriteSafetensors(synthetic, 64, int64_t{1} << 20);  // 64 x 4 MiB
+  iis::models::checkpoint::RegisterFile("synthetic_256MiB.safetensors", synthetic);
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     bool known = false;
     for (const char* flag : {"--pth=", "--safetensors="}) {
       if (arg.rfind(flag, 0) == 0) {
         const std::string path = arg.substr(std::strlen(flag));
-        iis::checkpoint::RegisterFile(std::filesystem::path(path).filename().string(), path);
+        iis::models::checkpoint::RegisterFile(std::filesystem::path(path).filename().string(), path);
         known = true;
       }
     }

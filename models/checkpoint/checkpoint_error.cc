@@ -2,7 +2,7 @@
 
 #include <utility>
 
-namespace iis::checkpoint {
+namespace iis::models::checkpoint {
 
 // `{}` is "no backtrace" whichever type c10::Error takes it as: a std::string in LibTorch 1.x and
 // early 2.x, a lazily computed pointer in later releases.
@@ -10,4 +10,4 @@ CheckpointError::CheckpointError(std::string message) : c10::Error(std::move(mes
 
 const char* CheckpointError::what() const noexcept { return what_without_backtrace(); }
 
-}  // namespace iis::checkpoint
+}  // namespace iis::models::checkpoint

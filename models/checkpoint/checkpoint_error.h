@@ -5,7 +5,7 @@
 
 #include <c10/util/Exception.h>
 
-namespace iis::checkpoint {
+namespace iis::models::checkpoint {
 
 // Thrown by every function in models/checkpoint/ when a file cannot be read or trusted (I/O
 // failure, truncation, corruption, a format or a pickle feature this reader refuses) and when
@@ -20,4 +20,4 @@ class CheckpointError : public c10::Error {
   const char* what() const noexcept override;
 };
 
-}  // namespace iis::checkpoint
+}  // namespace iis::models::checkpoint

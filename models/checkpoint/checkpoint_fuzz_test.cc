@@ -16,7 +16,7 @@
 #include "models/checkpoint/testing/python_fixtures.h"
 #include "models/checkpoint/zip_reader.h"
 
-namespace iis::checkpoint {
+namespace iis::models::checkpoint {
 namespace {
 
 // The largest growth of peak resident memory a run may cause. Fixtures are a few KB, so
@@ -162,4 +162,4 @@ TEST_F(CheckpointFuzzTest, MutatedSafetensorsLoadOrFailCleanly) {
 }
 
 }  // namespace
-}  // namespace iis::checkpoint
+}  // namespace iis::models::checkpoint

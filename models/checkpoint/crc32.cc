@@ -3,7 +3,7 @@
 #include <array>
 #include <cstring>
 
-namespace iis::checkpoint {
+namespace iis::models::checkpoint {
 namespace {
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -55,4 +55,4 @@ uint32_t Crc32(const void* data, size_t size, uint32_t crc) {
   return ~crc;
 }
 
-}  // namespace iis::checkpoint
+}  // namespace iis::models::checkpoint

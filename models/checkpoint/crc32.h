@@ -5,11 +5,11 @@
 #include <cstddef>
 #include <cstdint>
 
-namespace iis::checkpoint {
+namespace iis::models::checkpoint {
 
 // Returns the CRC-32 of `size` bytes at `data` continued from `crc`, the CRC-32 of the bytes
 // before them (0 for none), so Crc32(b, nb, Crc32(a, na)) is the CRC-32 of a followed by b.
 // Thread-safe (pure function).
 uint32_t Crc32(const void* data, size_t size, uint32_t crc = 0);
 
-}  // namespace iis::checkpoint
+}  // namespace iis::models::checkpoint

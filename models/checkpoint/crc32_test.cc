@@ -6,7 +6,7 @@
 
 #include <gtest/gtest.h>
 
-namespace iis::checkpoint {
+namespace iis::models::checkpoint {
 namespace {
 
 // Bit-at-a-time CRC-32, straight from the definition.
@@ -54,4 +54,4 @@ TEST(Crc32Test, ContinuesAcrossPieces) {
 }
 
 }  // namespace
-}  // namespace iis::checkpoint
+}  // namespace iis::models::checkpoint

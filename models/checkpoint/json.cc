@@ -7,7 +7,7 @@
 
 #include "models/checkpoint/checkpoint_error.h"
 
-namespace iis::checkpoint {
+namespace iis::models::checkpoint {
 namespace {
 
 constexpr int kMaxDepth = 64;
@@ -296,4 +296,4 @@ JsonValue ParseJson(std::string_view text, const std::string& source) {
   return JsonParser(text, source).ParseDocument();
 }
 
-}  // namespace iis::checkpoint
+}  // namespace iis::models::checkpoint

@@ -7,7 +7,7 @@
 #include <utility>
 #include <vector>
 
-namespace iis::checkpoint {
+namespace iis::models::checkpoint {
 
 // A parsed JSON value. Numbers must be integers that fit in int64 (safetensors headers hold only
 // sizes and offsets); objects keep their members in file order.
@@ -36,4 +36,4 @@ const char* JsonKindName(JsonValue::Kind kind);
 // Thread-safe (pure function).
 JsonValue ParseJson(std::string_view text, const std::string& source);
 
-}  // namespace iis::checkpoint
+}  // namespace iis::models::checkpoint

@@ -7,7 +7,7 @@
 
 #include "models/checkpoint/checkpoint_error.h"
 
-namespace iis::checkpoint {
+namespace iis::models::checkpoint {
 namespace {
 
 using ::testing::HasSubstr;
@@ -80,4 +80,4 @@ TEST(JsonTest, LimitsNestingDepth) {
 }
 
 }  // namespace
-}  // namespace iis::checkpoint
+}  // namespace iis::models::checkpoint

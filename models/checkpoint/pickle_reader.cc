@@ -12,7 +12,7 @@
 
 #include "models/checkpoint/checkpoint_error.h"
 
-namespace iis::checkpoint {
+namespace iis::models::checkpoint {
 
 // What an allowlisted global is allowed to do when the pickle calls or instantiates it.
 struct GlobalInfo {
@@ -941,4 +941,4 @@ Unpickled Unpickle(std::string_view data, const std::string& source) {
   return Unpickler(data, source).Run();
 }
 
-}  // namespace iis::checkpoint
+}  // namespace iis::models::checkpoint

@@ -19,7 +19,7 @@
 
 #include <c10/core/ScalarType.h>
 
-namespace iis::checkpoint {
+namespace iis::models::checkpoint {
 
 // A storage of a torch.save archive: the persistent id ('storage', <type>, key, location, numel).
 struct StorageRef {
@@ -112,4 +112,4 @@ class Unpickled {
 // value is built per byte of `data`. Thread-safe (pure function).
 Unpickled Unpickle(std::string_view data, const std::string& source);
 
-}  // namespace iis::checkpoint
+}  // namespace iis::models::checkpoint

@@ -9,7 +9,7 @@
 #include "models/checkpoint/testing/python_fixtures.h"
 #include "models/checkpoint/torch_checkpoint.h"
 
-namespace iis::checkpoint {
+namespace iis::models::checkpoint {
 namespace {
 
 using Kind = PickleValue::Kind;
@@ -354,4 +354,4 @@ TEST_F(PickleFixtureTest, ReadsProtocolFourOpcodes) {
 }
 
 }  // namespace
-}  // namespace iis::checkpoint
+}  // namespace iis::models::checkpoint

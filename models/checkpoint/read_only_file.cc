@@ -12,7 +12,7 @@
 
 #include "models/checkpoint/checkpoint_error.h"
 
-namespace iis::checkpoint {
+namespace iis::models::checkpoint {
 namespace {
 
 // Linux transfers at most about 2 GiB per read call; stay well below.
@@ -64,4 +64,4 @@ void ReadOnlyFile::ReadAt(uint64_t offset, void* destination, uint64_t length) c
   }
 }
 
-}  // namespace iis::checkpoint
+}  // namespace iis::models::checkpoint

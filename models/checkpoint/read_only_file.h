@@ -4,7 +4,7 @@
 #include <cstdint>
 #include <string>
 
-namespace iis::checkpoint {
+namespace iis::models::checkpoint {
 
 // An open regular file read with pread(2), so reads need no shared file position.
 // Thread-safety: after construction every method may be called from several threads at once.
@@ -33,4 +33,4 @@ class ReadOnlyFile {
   uint64_t size_ = 0;
 };
 
-}  // namespace iis::checkpoint
+}  // namespace iis::models::checkpoint

@@ -12,7 +12,7 @@
 #include "models/checkpoint/read_only_file.h"
 #include "models/checkpoint/tensor_bytes.h"
 
-namespace iis::checkpoint {
+namespace iis::models::checkpoint {
 namespace {
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -166,4 +166,4 @@ StateDict ReadSafetensors(const std::string& path) {
   return weights;
 }
 
-}  // namespace iis::checkpoint
+}  // namespace iis::models::checkpoint

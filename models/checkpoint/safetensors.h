@@ -5,7 +5,7 @@
 
 #include "models/checkpoint/state_dict.h"
 
-namespace iis::checkpoint {
+namespace iis::models::checkpoint {
 
 // Reads every tensor of the .safetensors file at `path`: an 8-byte little-endian header length
 // N, N bytes of JSON mapping names to {"dtype", "shape", "data_offsets"} (plus an optional
@@ -17,4 +17,4 @@ namespace iis::checkpoint {
 // other than 0 or 1, or a read error. Thread-safe: calls share nothing.
 StateDict ReadSafetensors(const std::string& path);
 
-}  // namespace iis::checkpoint
+}  // namespace iis::models::checkpoint

@@ -11,7 +11,7 @@
 #include "models/checkpoint/testing/expect_tensor.h"
 #include "models/checkpoint/testing/python_fixtures.h"
 
-namespace iis::checkpoint {
+namespace iis::models::checkpoint {
 namespace {
 
 using ::testing::AnyOf;
@@ -123,4 +123,4 @@ TEST_F(SafetensorsTest, RejectsBadLengthsAndTruncation) {
 }
 
 }  // namespace
-}  // namespace iis::checkpoint
+}  // namespace iis::models::checkpoint

@@ -13,7 +13,7 @@
 #include "models/checkpoint/safetensors.h"
 #include "models/checkpoint/torch_checkpoint.h"
 
-namespace iis::checkpoint {
+namespace iis::models::checkpoint {
 namespace {
 
 using Kind = PickleValue::Kind;
@@ -344,4 +344,4 @@ ApplyReport ApplyStateDict(torch::nn::Module& module, const StateDict& weights,
   return ApplyStateDict(targets, weights, options);
 }
 
-}  // namespace iis::checkpoint
+}  // namespace iis::models::checkpoint

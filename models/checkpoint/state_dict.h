@@ -1,9 +1,9 @@
 // Loading model weights from checkpoint files: the state-dict API of models/checkpoint/.
 //
-//   iis::checkpoint::Checkpoint file = iis::checkpoint::LoadCheckpoint("upernet_t.pth");
-//   iis::checkpoint::ApplyOptions options;
+//   iis::models::checkpoint::Checkpoint file = iis::models::checkpoint::LoadCheckpoint("upernet_t.pth");
+//   iis::models::checkpoint::ApplyOptions options;
 //   options.ignore_prefixes = {"auxiliary_head."};
-//   iis::checkpoint::ApplyStateDict(*model, file.weights, options);
+//   iis::models::checkpoint::ApplyStateDict(*model, file.weights, options);
 //
 // Formats: torch.save zip archives (PyTorch >= 1.6, what the official InternImage, mmdetection
 // and mmsegmentation checkpoints are), read by a restricted unpickler that never executes
@@ -20,7 +20,7 @@
 #include <ATen/core/Tensor.h>
 #include <torch/nn/module.h>
 
-namespace iis::checkpoint {
+namespace iis::models::checkpoint {
 
 // Named tensors in file order, with lookup by name. Tensors loaded from a file live on the CPU.
 // Thread-safety: const methods may be called concurrently; Insert may not.
@@ -136,4 +136,4 @@ ApplyReport ApplyStateDict(const std::vector<std::pair<std::string, at::Tensor>>
 ApplyReport ApplyStateDict(torch::nn::Module& module, const StateDict& weights,
                            const ApplyOptions& options = {});
 
-}  // namespace iis::checkpoint
+}  // namespace iis::models::checkpoint

@@ -14,7 +14,7 @@
 #include "models/checkpoint/torch_checkpoint.h"
 #include "models/checkpoint/zip_reader.h"
 
-namespace iis::checkpoint {
+namespace iis::models::checkpoint {
 namespace {
 
 using ::testing::ElementsAre;
@@ -375,4 +375,4 @@ TEST(StateDictClassTest, KeepsInsertionOrderAndRefusesDuplicates) {
 }
 
 }  // namespace
-}  // namespace iis::checkpoint
+}  // namespace iis::models::checkpoint

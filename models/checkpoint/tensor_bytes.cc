@@ -4,7 +4,7 @@
 
 #include "models/checkpoint/checkpoint_error.h"
 
-namespace iis::checkpoint {
+namespace iis::models::checkpoint {
 
 void CheckBoolBytes(const void* data, uint64_t size, const std::string& what) {
   const auto* bytes = static_cast<const unsigned char*>(data);
@@ -16,4 +16,4 @@ void CheckBoolBytes(const void* data, uint64_t size, const std::string& what) {
   }
 }
 
-}  // namespace iis::checkpoint
+}  // namespace iis::models::checkpoint

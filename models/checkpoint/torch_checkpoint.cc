@@ -8,7 +8,7 @@
 #include "models/checkpoint/checkpoint_error.h"
 #include "models/checkpoint/tensor_bytes.h"
 
-namespace iis::checkpoint {
+namespace iis::models::checkpoint {
 namespace {
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -109,4 +109,4 @@ at::Tensor TorchArchive::LoadTensor(const TensorRef& tensor) {
       .set_(it->second.storage(), tensor.storage_offset, tensor.sizes, tensor.strides);
 }
 
-}  // namespace iis::checkpoint
+}  // namespace iis::models::checkpoint

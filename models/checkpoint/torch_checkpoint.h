@@ -9,7 +9,7 @@
 #include "models/checkpoint/pickle_reader.h"
 #include "models/checkpoint/zip_reader.h"
 
-namespace iis::checkpoint {
+namespace iis::models::checkpoint {
 
 // A torch.save archive: <archive>/data.pkl parsed by the restricted unpickler (nothing is
 // executed), tensor bytes read only when LoadTensor asks for them, each storage once.
@@ -43,4 +43,4 @@ class TorchArchive {
   std::unordered_map<std::string, at::Tensor> storages_;  // key -> uint8 tensor of its bytes
 };
 
-}  // namespace iis::checkpoint
+}  // namespace iis::models::checkpoint

@@ -8,7 +8,7 @@
 #include "models/checkpoint/checkpoint_error.h"
 #include "models/checkpoint/crc32.h"
 
-namespace iis::checkpoint {
+namespace iis::models::checkpoint {
 namespace {
 
 // Record signatures and fixed sizes from PKWARE's APPNOTE.TXT (sections 4.3.7, 4.3.12, 4.3.14-16).
@@ -309,4 +309,4 @@ std::string ZipReader::ReadEntryToString(const ZipEntry& entry) const {
   return bytes;
 }
 
-}  // namespace iis::checkpoint
+}  // namespace iis::models::checkpoint

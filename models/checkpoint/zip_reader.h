@@ -10,7 +10,7 @@
 
 #include "models/checkpoint/read_only_file.h"
 
-namespace iis::checkpoint {
+namespace iis::models::checkpoint {
 
 // One file of a zip archive, as the central directory and the entry's local header describe it.
 struct ZipEntry {
@@ -69,4 +69,4 @@ class ZipReader {
   std::unordered_map<std::string, size_t> index_;
 };
 
-}  // namespace iis::checkpoint
+}  // namespace iis::models::checkpoint

@@ -13,7 +13,7 @@
 #include "models/checkpoint/crc32.h"
 #include "models/checkpoint/testing/python_fixtures.h"
 
-namespace iis::checkpoint {
+namespace iis::models::checkpoint {
 namespace {
 
 using ::testing::AnyOf;
@@ -215,4 +215,4 @@ TEST_F(ZipReaderTest, ChecksumMismatchIsReported) {
 }
 
 }  // namespace
-}  // namespace iis::checkpoint
+}  // namespace iis::models::checkpoint

@@ -6,7 +6,7 @@
 #include <oneapi/dnnl/dnnl.hpp>
 #endif
 
-namespace iis::models {
+namespace iis::models::cpu {
 
 class CpuLinear::Impl {
  public:
@@ -145,4 +145,4 @@ CpuLinear::~CpuLinear() = default;
 CpuLinear::CpuLinear(CpuLinear&&) noexcept = default;
 CpuLinear& CpuLinear::operator=(CpuLinear&&) noexcept = default;
 
-}  // namespace iis::models
+}  // namespace iis::models::cpu

@@ -12,7 +12,7 @@
 
 #include <ATen/core/Tensor.h>
 
-namespace iis::models {
+namespace iis::models::cpu {
 
 class CpuLinear {
  public:
@@ -53,4 +53,4 @@ class CpuLinear {
   int64_t n_ = 0;
 };
 
-}  // namespace iis::models
+}  // namespace iis::models::cpu

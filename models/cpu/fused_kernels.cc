@@ -3,7 +3,10 @@
 
 #include "ops/cpu/isa.h"
 
-namespace iis::cpu {
+namespace iis::models::cpu {
+
+using ops::cpu::BestIsa;
+using ops::cpu::Isa;
 
 #define IIS_DISPATCH(fn, ...)                                             \
   switch (BestIsa()) {                                                    \
@@ -43,4 +46,4 @@ void DwConvLnGeluRows(const DwConvLnGeluParams& p, int64_t begin, int64_t end) {
   IIS_DISPATCH(DwConvLnGeluRows, p, begin, end)
 }
 
-}  // namespace iis::cpu
+}  // namespace iis::models::cpu

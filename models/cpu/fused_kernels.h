@@ -1,13 +1,13 @@
 // Fused elementwise/normalisation kernels of the optimised InternImage CPU path, on raw fp32
 // pointers (no LibTorch headers). fused_kernels.cc is compiled once per ISA
-// (iis_multiarch_sources); the functions below dispatch with iis::cpu::BestIsa() and process a
+// (iis_multiarch_sources); the functions below dispatch with iis::ops::cpu::BestIsa() and process a
 // range of rows, so callers split work over threads by rows. Rows are channel vectors of length C,
 // contiguous, `stride` floats apart (stride >= C). All functions are thread-safe for disjoint rows.
 #pragma once
 
 #include <cstdint>
 
-namespace iis::cpu {
+namespace iis::models::cpu {
 
 struct LayerNormParams {
   const float* weight = nullptr;  // (C)
@@ -56,4 +56,4 @@ IIS_FUSED_KERNELS_DECLARE(isa_avx2)
 IIS_FUSED_KERNELS_DECLARE(isa_baseline)
 #undef IIS_FUSED_KERNELS_DECLARE
 
-}  // namespace iis::cpu
+}  // namespace iis::models::cpu

@@ -5,7 +5,7 @@
 #include "models/cpu/fused_kernels.h"
 #include "models/cpu/simd.h"
 
-namespace iis::cpu::IIS_ISA_NAMESPACE {
+namespace iis::models::cpu::IIS_ISA_NAMESPACE {
 namespace {
 
 using simd::kLanes;
@@ -125,4 +125,4 @@ void DwConvLnGeluRows(const DwConvLnGeluParams& p, int64_t begin, int64_t end) {
   }
 }
 
-}  // namespace iis::cpu::IIS_ISA_NAMESPACE
+}  // namespace iis::models::cpu::IIS_ISA_NAMESPACE

@@ -13,7 +13,7 @@
 #include "models/cpu/fused_kernels.h"
 #include "ops/dcnv3.h"
 
-namespace iis::models {
+namespace iis::models::cpu {
 namespace {
 
 // Stage timing for performance work: with IIS_PLAN_PROFILE=1 in the environment, the time of each
@@ -101,7 +101,7 @@ void AddScaledLayerNorm(const at::Tensor& x, const at::Tensor& t, const at::Tens
 }  // namespace
 
 struct InternImageCpuPlan::Block {
-  const InternImageLayer* layer = nullptr;
+  const models::backbone::InternImageLayer* layer = nullptr;
   int64_t channels = 0;
   int64_t hidden = 0;
   ops::Dcnv3Params dcn;
@@ -121,11 +121,11 @@ struct InternImageCpuPlan::Block {
 };
 
 struct InternImageCpuPlan::Level {
-  const InternImageLevel* level = nullptr;
+  const models::backbone::InternImageLevel* level = nullptr;
   std::vector<std::unique_ptr<Block>> blocks;
 };
 
-InternImageCpuPlan::InternImageCpuPlan(std::shared_ptr<const InternImage> model,
+InternImageCpuPlan::InternImageCpuPlan(std::shared_ptr<const models::backbone::InternImage> model,
                                        CpuLinear::Backend backend)
     : model_(std::move(model)) {
   TORCH_CHECK(model_ != nullptr, "InternImageCpuPlan: null model");
@@ -141,7 +141,7 @@ InternImageCpuPlan::InternImageCpuPlan(std::shared_ptr<const InternImage> model,
     level->level = lv.get();
     for (const auto& layer : lv->blocks) {
       auto b = std::make_unique<Block>();
-      const Dcnv3Mixer& dcn = *layer->dcn;
+      const models::backbone::Dcnv3Mixer& dcn = *layer->dcn;
       b->layer = layer.get();
       b->channels = dcn.channels;
       b->hidden = layer->fc1->weight.size(0);
@@ -216,7 +216,7 @@ InternImageCpuPlan::InternImageCpuPlan(std::shared_ptr<const InternImage> model,
 InternImageCpuPlan::~InternImageCpuPlan() = default;
 
 at::Tensor InternImageCpuPlan::RunStem(const at::Tensor& x) const {
-  const StemLayer& stem = *model_->patch_embed;
+  const models::backbone::StemLayer& stem = *model_->patch_embed;
   // Channels-last end to end: the convs run NHWC (oneDNN through ATen), norms on rows.
   at::Tensor y = stem.conv1->forward(x.contiguous(at::MemoryFormat::ChannelsLast));
   at::Tensor rows = y.permute({0, 2, 3, 1}).contiguous();  // (N, H, W, C) dense
@@ -241,7 +241,7 @@ at::Tensor InternImageCpuPlan::RunDcnBranch(const Block& b, const at::Tensor& in
   }
 
   at::Tensor x1 = at::empty({m, c}, in.options());
-  const Dcnv3Mixer& dcn = *b.layer->dcn;
+  const models::backbone::Dcnv3Mixer& dcn = *b.layer->dcn;
   cpu::DwConvLnGeluParams p;
   p.input = in.data_ptr<float>();
   p.output = x1.data_ptr<float>();
@@ -333,7 +333,7 @@ std::vector<at::Tensor> InternImageCpuPlan::ForwardLevels(const at::Tensor& inpu
   for (const auto& level : levels_) {
     const int64_t n = x.size(0), h = x.size(1), w = x.size(2), c = x.size(3);
     at::Tensor rows = x.view({n * h * w, c});
-    const InternImageLevel& lv = *level->level;
+    const models::backbone::InternImageLevel& lv = *level->level;
     for (size_t j = 0; j < level->blocks.size(); ++j) {
       rows = RunBlock(*level->blocks[j], rows, n, h, w);
       for (size_t k = 0; k < lv.post_norm_block_ids.size(); ++k) {
@@ -375,4 +375,4 @@ at::Tensor InternImageCpuPlan::ForwardLogits(const at::Tensor& x) const {
   return at::linear(pooled, model_->head->weight, model_->head->bias);
 }
 
-}  // namespace iis::models
+}  // namespace iis::models::cpu

@@ -18,15 +18,15 @@
 #include <ATen/core/Tensor.h>
 
 #include "models/cpu/cpu_linear.h"
-#include "models/internimage.h"
+#include "models/backbone/internimage.h"
 
-namespace iis::models {
+namespace iis::models::cpu {
 
 class InternImageCpuPlan {
  public:
   // `model` must have fp32 CPU weights and stay alive and unchanged while the plan is used (the
   // stem, downsampling convs and the H/G head run from its tensors). Throws c10::Error otherwise.
-  explicit InternImageCpuPlan(std::shared_ptr<const InternImage> model,
+  explicit InternImageCpuPlan(std::shared_ptr<const models::backbone::InternImage> model,
                               CpuLinear::Backend backend = CpuLinear::Backend::kDefault);
   ~InternImageCpuPlan();
 
@@ -37,7 +37,7 @@ class InternImageCpuPlan {
   // x: (N, 3, S, S). Returns (N, num_classes) logits. Requires a model with a classifier.
   at::Tensor ForwardLogits(const at::Tensor& x) const;
 
-  const InternImage& model() const { return *model_; }
+  const models::backbone::InternImage& model() const { return *model_; }
 
  private:
   struct Block;
@@ -47,9 +47,9 @@ class InternImageCpuPlan {
   at::Tensor RunDcnBranch(const Block& b, const at::Tensor& in, int64_t n, int64_t h,
                           int64_t w) const;
 
-  std::shared_ptr<const InternImage> model_;
+  std::shared_ptr<const models::backbone::InternImage> model_;
   std::vector<std::unique_ptr<Level>> levels_;
   std::unique_ptr<CpuLinear> conv_head_;  // BN-folded 1x1 conv + GELU (T..XL)
 };
 
-}  // namespace iis::models
+}  // namespace iis::models::cpu

@@ -12,7 +12,7 @@
 #error "simd.h is for sources compiled through iis_multiarch_sources"
 #endif
 
-namespace iis::cpu::IIS_ISA_NAMESPACE::simd {
+namespace iis::models::cpu::IIS_ISA_NAMESPACE::simd {
 
 #if defined(__AVX512F__)
 inline constexpr int kLanes = 16;
@@ -87,4 +87,4 @@ inline VecF Gelu(VecF x) { return 0.5f * x * (1.0f + Erf(x * 0.70710678118654752
 
 inline float GeluScalar(float x) { return 0.5f * x * (1.0f + std::erf(x * 0.70710678118654752f)); }
 
-}  // namespace iis::cpu::IIS_ISA_NAMESPACE::simd
+}  // namespace iis::models::cpu::IIS_ISA_NAMESPACE::simd

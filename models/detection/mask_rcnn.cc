@@ -71,8 +71,8 @@ RoiHead::RoiHead(int64_t num_classes) {
   mask_head = register_module("mask_head", std::make_shared<MaskHead>(kFpnChannels, num_classes));
 }
 
-MaskRcnnNetwork::MaskRcnnNetwork(const InternImageConfig& backbone_config, int64_t num_classes) {
-  backbone = register_module("backbone", std::make_shared<InternImage>(backbone_config, 0));
+MaskRcnnNetwork::MaskRcnnNetwork(const models::backbone::InternImageConfig& backbone_config, int64_t num_classes) {
+  backbone = register_module("backbone", std::make_shared<models::backbone::InternImage>(backbone_config, 0));
   std::vector<int64_t> widths;
   for (int i = 0; i < 4; ++i) widths.push_back(backbone_config.LevelChannels(i));
   neck = register_module("neck", std::make_shared<FpnNeck>(widths, kFpnChannels));
@@ -112,7 +112,7 @@ void MaskRcnn::Prepare(const RunOptions& options) {
   options_ = options;
   backbone_plan_.reset();
   const bool cpu_fast = options.device.is_cpu() && options.dtype == at::kFloat && options.optimized_cpu;
-  if (cpu_fast) backbone_plan_ = std::make_unique<InternImageCpuPlan>(network_->backbone);
+  if (cpu_fast) backbone_plan_ = std::make_unique<cpu::InternImageCpuPlan>(network_->backbone);
   const at::Device dev = options.device;
   const at::ScalarType dt = options.dtype;
   auto plan = std::make_unique<Plan>();

@@ -21,11 +21,11 @@
 #include <ATen/core/Tensor.h>
 #include <torch/nn/module.h>
 
-#include "models/classifier.h"
+#include "models/run_options.h"
 #include "models/cpu/internimage_cpu_plan.h"
 #include "models/dense_batch.h"
 #include "models/detection/box_ops.h"
-#include "models/internimage.h"
+#include "models/backbone/internimage.h"
 #include "models/layers.h"
 #include "models/registry.h"
 
@@ -80,8 +80,8 @@ class RoiHead : public torch::nn::Module {
 // The whole parameter tree, in checkpoint order.
 class MaskRcnnNetwork : public torch::nn::Module {
  public:
-  MaskRcnnNetwork(const InternImageConfig& backbone_config, int64_t num_classes);
-  std::shared_ptr<InternImage> backbone;
+  MaskRcnnNetwork(const models::backbone::InternImageConfig& backbone_config, int64_t num_classes);
+  std::shared_ptr<models::backbone::InternImage> backbone;
   std::shared_ptr<FpnNeck> neck;
   std::shared_ptr<RpnHead> rpn_head;
   std::shared_ptr<RoiHead> roi_head;
@@ -147,7 +147,7 @@ class MaskRcnn {
   std::shared_ptr<MaskRcnnNetwork> network_;
   RunOptions options_;
   std::unique_ptr<Plan> plan_;
-  std::unique_ptr<InternImageCpuPlan> backbone_plan_;
+  std::unique_ptr<cpu::InternImageCpuPlan> backbone_plan_;
 };
 
 }  // namespace iis::models::detection

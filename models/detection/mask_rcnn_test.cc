@@ -57,11 +57,11 @@ TEST(MaskRcnnKeysTest, OtherVariantsHaveTheirBackboneWidthsInTheNeck) {
 // one), returning the image tensor (3, h, w) and its meta.
 std::pair<at::Tensor, DenseImageMeta> LoadPhoto(const std::string& name) {
   const std::string bytes = testing_paths::ReadFileBytes(testing_paths::SkimagePhoto(name));
-  PreprocessSpec spec;
-  spec.kind = PreprocessKind::kDetection;
+  preprocess::PreprocessSpec spec;
+  spec.kind = preprocess::PreprocessKind::kDetection;
   spec.scale_long = 384;
   spec.scale_short = 224;
-  const NormalizedImage img = Preprocess(DecodeImage(bytes, true), false, spec);
+  const NormalizedImage img = preprocess::Preprocess(preprocess::DecodeImage(bytes, true), false, spec);
   return {ImageTensor(img).clone(), MetaOf(img)};
 }
 

@@ -5,7 +5,7 @@
 #include <stdexcept>
 #include <string>
 
-namespace iis::models {
+namespace iis::models::preprocess {
 namespace {
 
 constexpr int kPrecisionBits = 32 - 8 - 2;
@@ -151,4 +151,4 @@ std::vector<uint8_t> PilResize(const ImageView8& src, int out_width, int out_hei
   return out;
 }
 
-}  // namespace iis::models
+}  // namespace iis::models::preprocess

@@ -10,7 +10,7 @@
 #include <cstdint>
 #include <vector>
 
-namespace iis::models {
+namespace iis::models::preprocess {
 
 enum class PilFilter { kBilinear, kBicubic };
 
@@ -38,4 +38,4 @@ struct ResizeWindow {
 std::vector<uint8_t> PilResize(const ImageView8& src, int out_width, int out_height,
                                const ResizeWindow& window, PilFilter filter = PilFilter::kBicubic);
 
-}  // namespace iis::models
+}  // namespace iis::models::preprocess

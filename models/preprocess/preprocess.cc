@@ -9,7 +9,7 @@
 
 #include "models/preprocess/pil_resample.h"
 
-namespace iis::models {
+namespace iis::models::preprocess {
 namespace {
 
 // torchvision/timm IMAGENET_DEFAULT_MEAN / STD (on [0, 1] values).
@@ -144,4 +144,4 @@ NormalizedImage Preprocess(const cv::Mat& image, bool is_rgb, const PreprocessSp
   return out;
 }
 
-}  // namespace iis::models
+}  // namespace iis::models::preprocess

@@ -20,7 +20,7 @@
 
 #include "models/normalized_image.h"
 
-namespace iis::models {
+namespace iis::models::preprocess {
 
 class PreprocessError : public std::invalid_argument {
  public:
@@ -57,4 +57,4 @@ std::pair<int, int> RescaleSize(int width, int height, int scale_long, int scale
 // truncated from size * long / short.
 std::pair<int, int> ShorterSideSize(int width, int height, int size);
 
-}  // namespace iis::models
+}  // namespace iis::models::preprocess

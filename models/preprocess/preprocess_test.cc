@@ -16,7 +16,7 @@
 #include "models/npy.h"
 #include "models/preprocess/pil_resample.h"
 
-namespace iis::models {
+namespace iis::models::preprocess {
 namespace {
 
 using testing_paths::ReadFileBytes;
@@ -148,4 +148,4 @@ TEST(PilResizeTest, SameSizeIsIdentityAndWindowsAreConsistent) {
 }
 
 }  // namespace
-}  // namespace iis::models
+}  // namespace iis::models::preprocess

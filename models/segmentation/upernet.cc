@@ -52,8 +52,8 @@ UperHead::UperHead(const std::vector<int64_t>& in_channels, int64_t channels, in
       "fpn_bottleneck", std::make_shared<ConvModule>(4 * channels, channels, 3, 1, true, true));
 }
 
-UperNetNetwork::UperNetNetwork(const InternImageConfig& backbone_config, int64_t num_classes) {
-  backbone = register_module("backbone", std::make_shared<InternImage>(backbone_config, 0));
+UperNetNetwork::UperNetNetwork(const models::backbone::InternImageConfig& backbone_config, int64_t num_classes) {
+  backbone = register_module("backbone", std::make_shared<models::backbone::InternImage>(backbone_config, 0));
   std::vector<int64_t> widths;
   for (int i = 0; i < 4; ++i) widths.push_back(backbone_config.LevelChannels(i));
   decode_head = register_module("decode_head",
@@ -164,7 +164,7 @@ void UperNet::Prepare(const RunOptions& options) {
   options_ = options;
   backbone_plan_.reset();
   if (options.device.is_cpu() && options.dtype == at::kFloat && options.optimized_cpu) {
-    backbone_plan_ = std::make_unique<InternImageCpuPlan>(network_->backbone);
+    backbone_plan_ = std::make_unique<cpu::InternImageCpuPlan>(network_->backbone);
   }
   head_plan_ = std::make_unique<UperHeadPlan>(*network_->decode_head, options.device, options.dtype);
 }

@@ -21,10 +21,10 @@
 #include <ATen/core/Tensor.h>
 #include <torch/nn/module.h>
 
-#include "models/classifier.h"
+#include "models/run_options.h"
 #include "models/cpu/internimage_cpu_plan.h"
 #include "models/dense_batch.h"
-#include "models/internimage.h"
+#include "models/backbone/internimage.h"
 #include "models/layers.h"
 #include "models/registry.h"
 #include "models/weights.h"
@@ -50,8 +50,8 @@ class UperHead : public torch::nn::Module {
 // The whole parameter tree, in checkpoint order.
 class UperNetNetwork : public torch::nn::Module {
  public:
-  UperNetNetwork(const InternImageConfig& backbone_config, int64_t num_classes);
-  std::shared_ptr<InternImage> backbone;
+  UperNetNetwork(const models::backbone::InternImageConfig& backbone_config, int64_t num_classes);
+  std::shared_ptr<models::backbone::InternImage> backbone;
   std::shared_ptr<UperHead> decode_head;
 };
 
@@ -125,7 +125,7 @@ class UperNet {
   std::shared_ptr<UperNetNetwork> network_;
   RunOptions options_;
   std::unique_ptr<UperHeadPlan> head_plan_;
-  std::unique_ptr<InternImageCpuPlan> backbone_plan_;
+  std::unique_ptr<cpu::InternImageCpuPlan> backbone_plan_;
 };
 
 }  // namespace iis::models::segmentation

@@ -193,11 +193,11 @@ TEST(LogitsToLabelMapTest, RejectsBadSizes) {
 
 std::pair<at::Tensor, DenseImageMeta> LoadPhoto(const std::string& name) {
   const std::string bytes = testing_paths::ReadFileBytes(testing_paths::SkimagePhoto(name));
-  PreprocessSpec spec;
-  spec.kind = PreprocessKind::kSegmentation;
+  preprocess::PreprocessSpec spec;
+  spec.kind = preprocess::PreprocessKind::kSegmentation;
   spec.scale_long = 512;
   spec.scale_short = 128;
-  const NormalizedImage img = Preprocess(DecodeImage(bytes, true), false, spec);
+  const NormalizedImage img = preprocess::Preprocess(preprocess::DecodeImage(bytes, true), false, spec);
   return {ImageTensor(img).clone(), MetaOf(img)};
 }
 

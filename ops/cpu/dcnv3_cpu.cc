@@ -11,7 +11,7 @@
 #include "ops/cpu/isa.h"
 #include "ops/dcnv3.h"
 
-namespace iis::cpu {
+namespace iis::ops::cpu {
 
 Dcnv3Kernel SelectDcnv3Kernel() {
   // BestIsa() only answers levels that are compiled in and supported by the CPU.
@@ -104,9 +104,9 @@ at::Tensor Dcnv3Softmax(const at::Tensor& value, const at::Tensor& offset,
 }
 
 }  // namespace
-}  // namespace iis::cpu
+}  // namespace iis::ops::cpu
 
 TORCH_LIBRARY_IMPL(iis, CPU, m) {
-  m.impl("dcnv3", &iis::cpu::Dcnv3Plain);
-  m.impl("dcnv3_softmax", &iis::cpu::Dcnv3Softmax);
+  m.impl("dcnv3", &iis::ops::cpu::Dcnv3Plain);
+  m.impl("dcnv3_softmax", &iis::ops::cpu::Dcnv3Softmax);
 }

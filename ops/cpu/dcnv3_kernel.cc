@@ -21,7 +21,7 @@
 #pragma GCC diagnostic ignored "-Wpsabi"
 #endif
 
-namespace iis::cpu::IIS_ISA_NAMESPACE {
+namespace iis::ops::cpu::IIS_ISA_NAMESPACE {
 namespace {
 
 static_assert(sizeof(const float*) == sizeof(int64_t), "corner addresses are stored as int64");
@@ -487,4 +487,4 @@ void Dcnv3Exp(const float* in, float* out, int64_t n) {
   }
 }
 
-}  // namespace iis::cpu::IIS_ISA_NAMESPACE
+}  // namespace iis::ops::cpu::IIS_ISA_NAMESPACE

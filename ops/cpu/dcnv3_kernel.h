@@ -20,7 +20,7 @@
 
 #include "ops/dcnv3_shape.h"
 
-namespace iis::cpu {
+namespace iis::ops::cpu {
 
 // One DCNv3 forward problem (semantics: the comment of iis::ops::Dcnv3 in ops/dcnv3.h): the
 // shape (ops/dcnv3_shape.h, with its preconditions) and the host pointers, which must cover the
@@ -66,7 +66,7 @@ struct Dcnv3Kernel {
   Dcnv3RowsFn forward_rows;
 };
 
-// Returns the kernel variant for iis::cpu::BestIsa() (defined in cpu/dcnv3_cpu.cc).
+// Returns the kernel variant for iis::ops::cpu::BestIsa() (defined in cpu/dcnv3_cpu.cc).
 Dcnv3Kernel SelectDcnv3Kernel();
 
 // Writes out[i] = exp(in[i]) for i < n with the SIMD exp of the fused softmax, variant chosen by
@@ -91,4 +91,4 @@ void Dcnv3ForwardRows(const Dcnv3Problem& problem, int64_t row_begin, int64_t ro
 void Dcnv3Exp(const float* in, float* out, int64_t n);
 }  // namespace isa_baseline
 
-}  // namespace iis::cpu
+}  // namespace iis::ops::cpu

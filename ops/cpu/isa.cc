@@ -4,7 +4,7 @@
 #include <cstdlib>
 #include <cstring>
 
-namespace iis::cpu {
+namespace iis::ops::cpu {
 namespace {
 
 Isa CompiledAndSupported() {
@@ -60,4 +60,4 @@ const char* IsaName(Isa isa) {
   return "baseline";
 }
 
-}  // namespace iis::cpu
+}  // namespace iis::ops::cpu

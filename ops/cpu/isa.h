@@ -5,7 +5,7 @@
 // BestIsa() which one to run. Thread-safe: the answer is computed once.
 #pragma once
 
-namespace iis::cpu {
+namespace iis::ops::cpu {
 
 enum class Isa { kBaseline = 0, kAvx2 = 1, kAvx512 = 2 };
 
@@ -30,4 +30,4 @@ class ScopedIsaOverride {
   int previous_;
 };
 
-}  // namespace iis::cpu
+}  // namespace iis::ops::cpu

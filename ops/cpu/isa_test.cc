@@ -2,7 +2,7 @@
 
 #include <gtest/gtest.h>
 
-namespace iis::cpu {
+namespace iis::ops::cpu {
 namespace {
 
 TEST(IsaTest, OverrideLowersAndRestores) {
@@ -27,4 +27,4 @@ TEST(IsaTest, NamesAreStable) {
 }
 
 }  // namespace
-}  // namespace iis::cpu
+}  // namespace iis::ops::cpu

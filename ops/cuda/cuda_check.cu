@@ -2,7 +2,7 @@
 
 #include <cuda_runtime.h>
 
-namespace iis::cuda {
+namespace iis::ops::cuda {
 
 std::string LastErrorMessage(const char* where) {
   const cudaError_t err = cudaGetLastError();
@@ -10,4 +10,4 @@ std::string LastErrorMessage(const char* where) {
   return std::string(where) + ": " + cudaGetErrorString(err);
 }
 
-}  // namespace iis::cuda
+}  // namespace iis::ops::cuda

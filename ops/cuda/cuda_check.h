@@ -4,10 +4,10 @@
 
 #include <string>
 
-namespace iis::cuda {
+namespace iis::ops::cuda {
 
 // Returns an empty string when the last CUDA call succeeded, otherwise "<where>: <CUDA message>".
 // Launchers return this so the LibTorch binding can turn it into a c10::Error.
 std::string LastErrorMessage(const char* where);
 
-}  // namespace iis::cuda
+}  // namespace iis::ops::cuda

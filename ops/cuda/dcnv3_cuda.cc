@@ -11,7 +11,7 @@
 #include "ops/cuda/dcnv3_kernel.h"
 #include "ops/dcnv3.h"
 
-namespace iis::cuda {
+namespace iis::ops::cuda {
 namespace {
 
 at::Tensor Dcnv3Cuda(bool softmax, const at::Tensor& value, const at::Tensor& offset,
@@ -76,9 +76,9 @@ at::Tensor Dcnv3Softmax(const at::Tensor& value, const at::Tensor& offset,
 }
 
 }  // namespace
-}  // namespace iis::cuda
+}  // namespace iis::ops::cuda
 
 TORCH_LIBRARY_IMPL(iis, CUDA, m) {
-  m.impl("dcnv3", &iis::cuda::Dcnv3Plain);
-  m.impl("dcnv3_softmax", &iis::cuda::Dcnv3Softmax);
+  m.impl("dcnv3", &iis::ops::cuda::Dcnv3Plain);
+  m.impl("dcnv3_softmax", &iis::ops::cuda::Dcnv3Softmax);
 }

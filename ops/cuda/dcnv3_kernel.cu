@@ -10,7 +10,7 @@
 
 #include "ops/cuda/cuda_check.h"
 
-namespace iis::cuda {
+namespace iis::ops::cuda {
 namespace {
 
 constexpr int kThreadsPerBlock = 256;
@@ -242,4 +242,4 @@ std::string LaunchDcnv3(const Dcnv3CudaProblem& pr, cudaStream_t stream) {
   return "iis::dcnv3 CUDA kernel: unknown dtype";
 }
 
-}  // namespace iis::cuda
+}  // namespace iis::ops::cuda

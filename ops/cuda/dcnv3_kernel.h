@@ -18,7 +18,7 @@
 
 #include "ops/dcnv3_shape.h"
 
-namespace iis::cuda {
+namespace iis::ops::cuda {
 
 enum class Dcnv3Dtype { kFloat32, kFloat16, kBFloat16 };
 
@@ -41,4 +41,4 @@ std::string LaunchDcnv3(const Dcnv3CudaProblem& problem, cudaStream_t stream);
 // of 16/8/4/2/1 bytes' worth that divides group_channels and keeps value/output aligned.
 int Dcnv3ChannelsPerThread(const Dcnv3CudaProblem& problem);
 
-}  // namespace iis::cuda
+}  // namespace iis::ops::cuda

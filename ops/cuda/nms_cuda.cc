@@ -35,12 +35,12 @@ at::Tensor NmsOnDevice(const at::Tensor& boxes, const at::Tensor& scores, double
   if (n == 0) return at::empty({0}, long_options);
   const at::Tensor order = OrderByDecreasing(scores);
   const at::Tensor sorted = boxes.index_select(0, order).contiguous();
-  const int64_t blocks = iis::cuda::NmsBlocks(n);
+  const int64_t blocks = iis::ops::cuda::NmsBlocks(n);
   at::Tensor mask = at::empty({n * blocks}, long_options);
   at::Tensor removed = at::empty({blocks}, long_options);
   at::Tensor keep = at::empty({n}, long_options);
   at::Tensor num_keep = at::empty({1}, long_options);
-  iis::cuda::NmsProblem problem;
+  iis::ops::cuda::NmsProblem problem;
   problem.sorted_boxes = sorted.data_ptr<float>();
   problem.n = n;
   problem.iou_threshold = static_cast<float>(iou_threshold);
@@ -48,7 +48,7 @@ at::Tensor NmsOnDevice(const at::Tensor& boxes, const at::Tensor& scores, double
   problem.removed = reinterpret_cast<uint64_t*>(removed.data_ptr<int64_t>());
   problem.keep = keep.data_ptr<int64_t>();
   problem.num_keep = num_keep.data_ptr<int64_t>();
-  const std::string error = iis::cuda::LaunchNms(problem, c10::cuda::getCurrentCUDAStream());
+  const std::string error = iis::ops::cuda::LaunchNms(problem, c10::cuda::getCurrentCUDAStream());
   TORCH_CHECK(error.empty(), error);
   const int64_t kept = num_keep.item<int64_t>();
   return order.index_select(0, keep.slice(0, 0, kept));

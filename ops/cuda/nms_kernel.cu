@@ -4,7 +4,7 @@
 
 #include "ops/cuda/cuda_check.h"
 
-namespace iis::cuda {
+namespace iis::ops::cuda {
 namespace {
 
 constexpr int kBlockBoxes = 64;
@@ -130,4 +130,4 @@ std::string LaunchNms(const NmsProblem& p, cudaStream_t stream) {
   return LastErrorMessage("iis::nms CUDA kernel launch");
 }
 
-}  // namespace iis::cuda
+}  // namespace iis::ops::cuda

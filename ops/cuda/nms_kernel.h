@@ -16,7 +16,7 @@
 #include <cstdint>
 #include <string>
 
-namespace iis::cuda {
+namespace iis::ops::cuda {
 
 // Returns the number of 64-box blocks for n boxes: ceil(n / 64).
 int64_t NmsBlocks(int64_t n);
@@ -37,4 +37,4 @@ struct NmsProblem {
 // Not synchronising; thread-safe.
 std::string LaunchNms(const NmsProblem& problem, cudaStream_t stream);
 
-}  // namespace iis::cuda
+}  // namespace iis::ops::cuda

@@ -24,16 +24,16 @@ at::Tensor RoiAlignCuda(const at::Tensor& input, const at::Tensor& rois, double 
                          sampling_ratio);
   TORCH_CHECK(input.is_cuda(), "iis::roi_align (CUDA kernel): input must be on a CUDA device, got ",
               input.device());
-  iis::cuda::RoiAlignDtype dtype;
+  iis::ops::cuda::RoiAlignDtype dtype;
   switch (input.scalar_type()) {
     case at::kFloat:
-      dtype = iis::cuda::RoiAlignDtype::kFloat32;
+      dtype = iis::ops::cuda::RoiAlignDtype::kFloat32;
       break;
     case at::kHalf:
-      dtype = iis::cuda::RoiAlignDtype::kFloat16;
+      dtype = iis::ops::cuda::RoiAlignDtype::kFloat16;
       break;
     case at::kBFloat16:
-      dtype = iis::cuda::RoiAlignDtype::kBFloat16;
+      dtype = iis::ops::cuda::RoiAlignDtype::kBFloat16;
       break;
     default:
       TORCH_CHECK(false, "iis::roi_align: on CUDA input must be float32, float16 or bfloat16, got ",
@@ -57,7 +57,7 @@ at::Tensor RoiAlignCuda(const at::Tensor& input, const at::Tensor& rois, double 
   at::Tensor output =
       at::empty({boxes.size(0), in.size(1), pooled_height, pooled_width}, in.options());
   if (output.numel() == 0) return output;
-  iis::cuda::RoiAlignProblem problem;
+  iis::ops::cuda::RoiAlignProblem problem;
   problem.dtype = dtype;
   problem.input = in.data_ptr();
   problem.rois = boxes.data_ptr<float>();
@@ -73,7 +73,7 @@ at::Tensor RoiAlignCuda(const at::Tensor& input, const at::Tensor& rois, double 
   problem.spatial_scale = static_cast<float>(spatial_scale);
   problem.aligned = aligned;
   const std::string error =
-      iis::cuda::LaunchRoiAlignForward(problem, c10::cuda::getCurrentCUDAStream());
+      iis::ops::cuda::LaunchRoiAlignForward(problem, c10::cuda::getCurrentCUDAStream());
   TORCH_CHECK(error.empty(), error);
   return output;
 }

@@ -8,7 +8,7 @@
 
 #include "ops/cuda/cuda_check.h"
 
-namespace iis::cuda {
+namespace iis::ops::cuda {
 namespace {
 
 constexpr int kThreads = 256;
@@ -159,4 +159,4 @@ std::string LaunchRoiAlignForward(const RoiAlignProblem& problem, cudaStream_t s
   return LastErrorMessage("iis::roi_align CUDA kernel launch");
 }
 
-}  // namespace iis::cuda
+}  // namespace iis::ops::cuda

@@ -12,7 +12,7 @@
 #include <cstdint>
 #include <string>
 
-namespace iis::cuda {
+namespace iis::ops::cuda {
 
 enum class RoiAlignDtype { kFloat32, kFloat16, kBFloat16 };
 
@@ -41,4 +41,4 @@ struct RoiAlignProblem {
 // Writes every output element. Not synchronising; thread-safe.
 std::string LaunchRoiAlignForward(const RoiAlignProblem& problem, cudaStream_t stream);
 
-}  // namespace iis::cuda
+}  // namespace iis::ops::cuda

@@ -24,22 +24,22 @@ namespace {
 
 // Decodes and preprocesses the request's image. Errors: INVALID_ARGUMENT.
 absl::StatusOr<models::NormalizedImage> PrepareImage(const ImageInput& in, Task task_kind,
-                                                     const models::PreprocessSpec& spec,
+                                                     const models::preprocess::PreprocessSpec& spec,
                                                      const ModelMetadata& md) {
   try {
     switch (in.kind) {
       case ImageInput::Kind::kEncoded: {
         // Classification reads images as PIL does (no EXIF rotation); detection and segmentation
         // as mmcv/OpenCV do (EXIF orientation applied).
-        const cv::Mat bgr = models::DecodeImage(in.bytes, task_kind != Task::kClassification);
-        return models::Preprocess(bgr, /*is_rgb=*/false, spec);
+        const cv::Mat bgr = models::preprocess::DecodeImage(in.bytes, task_kind != Task::kClassification);
+        return models::preprocess::Preprocess(bgr, /*is_rgb=*/false, spec);
       }
       case ImageInput::Kind::kRgb8: {
         if (in.bytes.size() != static_cast<size_t>(in.height) * in.width * 3) {
           return absl::InvalidArgumentError("raw image bytes do not match its shape");
         }
         const cv::Mat rgb(in.height, in.width, CV_8UC3, const_cast<char*>(in.bytes.data()));
-        return models::Preprocess(rgb, /*is_rgb=*/true, spec);
+        return models::preprocess::Preprocess(rgb, /*is_rgb=*/true, spec);
       }
       case ImageInput::Kind::kNormalizedChw: {
         const size_t n = static_cast<size_t>(in.height) * in.width * 3;
@@ -60,7 +60,7 @@ absl::StatusOr<models::NormalizedImage> PrepareImage(const ImageInput& in, Task 
         return img;
       }
     }
-  } catch (const models::PreprocessError& e) {
+  } catch (const models::preprocess::PreprocessError& e) {
     return absl::InvalidArgumentError(e.what());
   } catch (const std::exception& e) {
     return absl::InternalError(absl::StrCat("preprocessing failed: ", e.what()));

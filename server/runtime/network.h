@@ -68,7 +68,7 @@ class Network {
 // A loaded model: its metadata and one Network per execution instance.
 struct LoadedModel {
   ModelMetadata metadata;
-  models::PreprocessSpec preprocess;
+  models::preprocess::PreprocessSpec preprocess;
   std::vector<std::unique_ptr<Network>> instances;
 };
 

@@ -19,7 +19,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
-#include "models/classifier.h"
+#include "models/classification/classifier.h"
 #include "models/dense_batch.h"
 #include "models/detection/mask_rcnn.h"
 #include "models/registry.h"
@@ -118,7 +118,7 @@ auto OnDevice(const at::Device& device, Fn&& fn) -> decltype(fn()) {
 
 class ClassificationNetwork final : public Network {
  public:
-  ClassificationNetwork(std::shared_ptr<const models::Classifier> model, at::Device device)
+  ClassificationNetwork(std::shared_ptr<const models::classification::Classifier> model, at::Device device)
       : model_(std::move(model)), device_(device) {}
 
   std::vector<NetworkOutput> Run(const std::vector<NetworkInput>& batch) override {
@@ -139,7 +139,7 @@ class ClassificationNetwork final : public Network {
     return outs;
   }
 
-  std::shared_ptr<const models::Classifier> model_;
+  std::shared_ptr<const models::classification::Classifier> model_;
   at::Device device_;
 };
 
@@ -374,16 +374,16 @@ absl::StatusOr<LoadedModel> LoadModel(const ModelConfig& config) {
   md.version = config.version();
   md.class_names = *arch->class_names;
   md.precision = config.precision().empty() ? "float32" : config.precision();
-  models::PreprocessSpec& spec = loaded.preprocess;
+  models::preprocess::PreprocessSpec& spec = loaded.preprocess;
   if (arch->task == models::ModelTask::kClassification) {
     md.input_width = md.input_height = arch->input_size;
-    spec.kind = models::PreprocessKind::kClassification;
+    spec.kind = models::preprocess::PreprocessKind::kClassification;
     spec.size = arch->input_size;
   } else {
     md.input_width = arch->scale_long;
     md.input_height = arch->scale_short;
-    spec.kind = arch->task == models::ModelTask::kDetection ? models::PreprocessKind::kDetection
-                                                           : models::PreprocessKind::kSegmentation;
+    spec.kind = arch->task == models::ModelTask::kDetection ? models::preprocess::PreprocessKind::kDetection
+                                                           : models::preprocess::PreprocessKind::kSegmentation;
     spec.scale_long = arch->scale_long;
     spec.scale_short = arch->scale_short;
     spec.size_divisor = arch->size_divisor;
@@ -393,7 +393,7 @@ absl::StatusOr<LoadedModel> LoadModel(const ModelConfig& config) {
     switch (arch->task) {
       case models::ModelTask::kClassification:
         md.task = Task::kClassification;
-        status = BuildInstances<models::Classifier, ClassificationNetwork>(config, *arch, {}, &loaded);
+        status = BuildInstances<models::classification::Classifier, ClassificationNetwork>(config, *arch, {}, &loaded);
         break;
       case models::ModelTask::kDetection:
         md.task = Task::kDetection;

@@ -6,7 +6,7 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
-namespace iis::checkpoint::fixtures {
+namespace iis::models::checkpoint::fixtures {
 
 at::ScalarType DtypeFromPythonName(const std::string& name) {
   static const std::map<std::string, at::ScalarType> kDtypes = {
@@ -39,4 +39,4 @@ void ExpectSameTensor(const at::Tensor& tensor, const ExpectedTensor& expected) 
       << "values differ from what Python saved";
 }
 
-}  // namespace iis::checkpoint::fixtures
+}  // namespace iis::models::checkpoint::fixtures

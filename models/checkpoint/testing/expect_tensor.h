@@ -5,7 +5,7 @@
 
 #include "models/checkpoint/testing/python_fixtures.h"
 
-namespace iis::checkpoint::fixtures {
+namespace iis::models::checkpoint::fixtures {
 
 // Expects `tensor` to be a CPU tensor with the recorded dtype, sizes, strides and storage offset,
 // whose values are bit-for-bit the recorded bytes.
@@ -14,4 +14,4 @@ void ExpectSameTensor(const at::Tensor& tensor, const ExpectedTensor& expected);
 // Returns the dtype torch calls `name` ("float32", "bfloat16", ...).
 at::ScalarType DtypeFromPythonName(const std::string& name);
 
-}  // namespace iis::checkpoint::fixtures
+}  // namespace iis::models::checkpoint::fixtures

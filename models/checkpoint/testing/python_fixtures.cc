@@ -11,7 +11,7 @@
 #include <fstream>
 #include <sstream>
 
-namespace iis::checkpoint::fixtures {
+namespace iis::models::checkpoint::fixtures {
 namespace {
 
 namespace fs = std::filesystem;
@@ -163,4 +163,4 @@ std::vector<ExpectedTensor> ReadExpected(const std::string& path) {
   return tensors;
 }
 
-}  // namespace iis::checkpoint::fixtures
+}  // namespace iis::models::checkpoint::fixtures

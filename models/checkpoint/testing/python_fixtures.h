@@ -6,7 +6,7 @@
 
 #include <gtest/gtest.h>
 
-namespace iis::checkpoint::fixtures {
+namespace iis::models::checkpoint::fixtures {
 
 // Returns the folder holding the fixture files, generating them on first use by running the
 // fixture script with the Python configured at build time (IIS_CHECKPOINT_TEST_PYTHON). The
@@ -53,4 +53,4 @@ struct ExpectedTensor {
 // Reads NAME.expected and NAME.expected.bin for fixture `path`.
 std::vector<ExpectedTensor> ReadExpected(const std::string& path);
 
-}  // namespace iis::checkpoint::fixtures
+}  // namespace iis::models::checkpoint::fixtures

@@ -1,4 +1,4 @@
-#include "models/internimage.h"
+#include "models/backbone/internimage.h"
 
 #include <ATen/ATen.h>
 
@@ -8,7 +8,7 @@
 
 #include "ops/dcnv3.h"
 
-namespace iis::models {
+namespace iis::models::backbone {
 namespace {
 
 // NCHW <-> NHWC views (no copy; the official code permutes the same way).
@@ -267,4 +267,4 @@ at::Tensor InternImage::HeadLogits(const std::vector<at::Tensor>& lv) const {
 
 at::Tensor InternImage::ForwardLogits(const at::Tensor& x) const { return HeadLogits(ForwardLevels(x)); }
 
-}  // namespace iis::models
+}  // namespace iis::models::backbone

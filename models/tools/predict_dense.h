@@ -26,7 +26,7 @@
 
 #include "models/registry.h"
 
-namespace iis::models {
+namespace iis::models::tools {
 
 struct DensePredictRequest {
   std::string weights;  // checkpoint file; empty: seeded random weights (with a warning)
@@ -48,4 +48,4 @@ int RunDensePrediction(const Architecture& arch, const DensePredictRequest& requ
 // be opened. (Shared by both modes of the runner.)
 std::string ReadFileBytes(const std::string& path);
 
-}  // namespace iis::models
+}  // namespace iis::models::tools

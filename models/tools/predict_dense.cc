@@ -1,4 +1,4 @@
-#include "models/predict_dense.h"
+#include "models/tools/predict_dense.h"
 
 #include <ATen/ATen.h>
 #include <opencv2/imgcodecs.hpp>
@@ -21,7 +21,7 @@
 #include "models/segmentation/upernet.h"
 #include "models/weights.h"
 
-namespace iis::models {
+namespace iis::models::tools {
 namespace {
 
 namespace fs = std::filesystem;
@@ -113,16 +113,16 @@ void WriteArray(const fs::path& path, const at::Tensor& t) {
 
 // Preprocesses one image file as the architecture's official pipeline does.
 std::pair<at::Tensor, DenseImageMeta> LoadImage(const std::string& path, const Architecture& arch) {
-  PreprocessSpec spec;
-  spec.kind = arch.task == ModelTask::kDetection ? PreprocessKind::kDetection
-                                                 : PreprocessKind::kSegmentation;
+  preprocess::PreprocessSpec spec;
+  spec.kind = arch.task == ModelTask::kDetection ? preprocess::PreprocessKind::kDetection
+                                                 : preprocess::PreprocessKind::kSegmentation;
   spec.scale_long = arch.scale_long;
   spec.scale_short = arch.scale_short;
   spec.size_divisor = arch.size_divisor;
   NormalizedImage img;
   try {
-    img = Preprocess(DecodeImage(ReadFileBytes(path), /*apply_exif_orientation=*/true), false, spec);
-  } catch (const PreprocessError& e) {
+    img = preprocess::Preprocess(preprocess::DecodeImage(ReadFileBytes(path), /*apply_exif_orientation=*/true), false, spec);
+  } catch (const preprocess::PreprocessError& e) {
     throw std::runtime_error(path + ": " + e.what());
   }
   return {CollateImages({ImageTensor(img)}, arch.size_divisor), MetaOf(img)};
@@ -271,4 +271,4 @@ std::string ReadFileBytes(const std::string& path) {
   return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
 }
 
-}  // namespace iis::models
+}  // namespace iis::models::tools

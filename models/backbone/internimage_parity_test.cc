@@ -18,11 +18,11 @@
 #include <string>
 
 #include "models/cpu/internimage_cpu_plan.h"
-#include "models/internimage.h"
+#include "models/backbone/internimage.h"
 #include "models/npy.h"
 #include "models/weights.h"
 
-namespace iis::models {
+namespace iis::models::backbone {
 namespace {
 
 std::string FixtureDir() {
@@ -77,7 +77,7 @@ TEST_P(OfficialParityTest, LogitsAndLevelsEqualTheOfficialCode) {
   auto model = std::make_shared<InternImage>(config, num_classes);
   const WeightsOrigin origin = LoadWeights(*model, FixtureDir() + name + ".pth");
   EXPECT_TRUE(origin.real);
-  const InternImageCpuPlan plan(model);
+  const cpu::InternImageCpuPlan plan(model);
   at::InferenceMode guard;
   const at::Tensor x = LoadArray(FixtureDir() + "input.npy");
   const at::Tensor want = LoadArray(FixtureDir() + name + ".logits.npy");
@@ -107,4 +107,4 @@ TEST(OfficialParityTest, ClipProjectorHeadEqualsTheOfficialCode) {
 }
 
 }  // namespace
-}  // namespace iis::models
+}  // namespace iis::models::backbone

@@ -17,10 +17,10 @@
 
 #include <torch/nn/module.h>
 
-#include "models/internimage_config.h"
+#include "models/backbone/internimage_config.h"
 #include "models/layers.h"
 
-namespace iis::models {
+namespace iis::models::backbone {
 
 // The deformable-convolution mixer of one block (official `DCNv3` module, named `dcn`).
 class Dcnv3Mixer : public torch::nn::Module {
@@ -134,4 +134,4 @@ class InternImage : public torch::nn::Module {
   int64_t num_classes_;
 };
 
-}  // namespace iis::models
+}  // namespace iis::models::backbone

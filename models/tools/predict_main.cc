@@ -16,15 +16,15 @@
 #include <thread>
 #include <vector>
 
-#include "models/classifier.h"
+#include "models/classification/classifier.h"
 #include "models/npy.h"
-#include "models/predict_dense.h"
+#include "models/tools/predict_dense.h"
 #include "models/preprocess/preprocess.h"
 #include "models/registry.h"
 #include "models/weights.h"
 #include "ops/ops_registry.h"
 
-namespace iis::models {
+namespace iis::models::tools {
 namespace {
 
 constexpr char kUsage[] = R"(usage:
@@ -143,7 +143,7 @@ at::Tensor ArrayToTensor(const NpyArray& a, const std::string& path) {
 }
 
 int RunClassification(const Args& args, const Architecture& arch) {
-  Classifier model(arch);
+  classification::Classifier model(arch);
   const WeightsOrigin origin = args.weights.empty() ? RandomWeights(model.network(), args.seed)
                                                     : LoadWeights(model.network(), args.weights);
   if (!origin.real) {
@@ -169,11 +169,11 @@ int RunClassification(const Args& args, const Architecture& arch) {
                  static_cast<long long>(out.shape[0]), static_cast<long long>(out.shape[1]));
     return 0;
   }
-  PreprocessSpec spec;
-  spec.kind = PreprocessKind::kClassification;
+  preprocess::PreprocessSpec spec;
+  spec.kind = preprocess::PreprocessKind::kClassification;
   spec.size = arch.input_size;
   for (const auto& path : args.images) {
-    const NormalizedImage img = Preprocess(DecodeImage(ReadFileBytes(path), false), false, spec);
+    const NormalizedImage img = preprocess::Preprocess(preprocess::DecodeImage(ReadFileBytes(path), false), false, spec);
     const at::Tensor x = at::from_blob(const_cast<float*>(img.chw.data()),
                                        {1, 3, img.height, img.width}, at::kFloat);
     const at::Tensor probs = at::softmax(model.Logits(x), 1)[0];
@@ -209,11 +209,11 @@ int Main(int argc, char** argv) {
 }
 
 }  // namespace
-}  // namespace iis::models
+}  // namespace iis::models::tools
 
 int main(int argc, char** argv) {
   try {
-    return iis::models::Main(argc, argv);
+    return iis::models::tools::Main(argc, argv);
   } catch (const c10::Error& e) {
     std::fprintf(stderr, "internimage-predict: error: %s\n", e.what_without_backtrace());
     return 1;

@@ -10,18 +10,11 @@
 #include <ATen/core/Tensor.h>
 
 #include "models/cpu/internimage_cpu_plan.h"
-#include "models/internimage.h"
+#include "models/backbone/internimage.h"
 #include "models/registry.h"
+#include "models/run_options.h"
 
-namespace iis::models {
-
-struct RunOptions {
-  at::Device device = at::kCPU;
-  // float32, or float16 / bfloat16 on CUDA.
-  at::ScalarType dtype = at::kFloat;
-  // fp32 CPU only: use InternImageCpuPlan (fused kernels, oneDNN). False runs the ATen reference.
-  bool optimized_cpu = true;
-};
+namespace iis::models::classification {
 
 class Classifier {
  public:
@@ -30,7 +23,7 @@ class Classifier {
 
   const Architecture& arch() const { return arch_; }
   // The module whose parameters checkpoints fill (official key names).
-  InternImage& network() { return *network_; }
+  models::backbone::InternImage& network() { return *network_; }
 
   // Moves the weights to options.device/dtype and builds the fast path. Throws c10::Error for an
   // unsupported combination (half precision on the CPU).
@@ -42,10 +35,10 @@ class Classifier {
 
  private:
   const Architecture& arch_;
-  std::shared_ptr<InternImage> network_;
+  std::shared_ptr<models::backbone::InternImage> network_;
   RunOptions options_;
   bool prepared_ = false;
-  std::unique_ptr<InternImageCpuPlan> plan_;
+  std::unique_ptr<cpu::InternImageCpuPlan> plan_;
 };
 
-}  // namespace iis::models
+}  // namespace iis::models::classification

@@ -1,16 +1,16 @@
-#include "models/classifier.h"
+#include "models/classification/classifier.h"
 
 #include <ATen/ATen.h>
 
 #include <stdexcept>
 
-namespace iis::models {
+namespace iis::models::classification {
 
 Classifier::Classifier(const Architecture& arch) : arch_(arch) {
   if (arch.task != ModelTask::kClassification) {
     throw std::invalid_argument(arch.name + " is not a classification architecture");
   }
-  network_ = std::make_shared<InternImage>(arch.backbone, arch.num_classes);
+  network_ = std::make_shared<models::backbone::InternImage>(arch.backbone, arch.num_classes);
 }
 
 void Classifier::Prepare(const RunOptions& options) {
@@ -20,7 +20,7 @@ void Classifier::Prepare(const RunOptions& options) {
   options_ = options;
   plan_.reset();
   if (options.device.is_cpu() && options.dtype == at::kFloat && options.optimized_cpu) {
-    plan_ = std::make_unique<InternImageCpuPlan>(network_);
+    plan_ = std::make_unique<cpu::InternImageCpuPlan>(network_);
   }
   prepared_ = true;
 }
@@ -37,4 +37,4 @@ at::Tensor Classifier::Logits(const at::Tensor& batch) const {
   return network_->ForwardLogits(x).to(at::kCPU, at::kFloat);
 }
 
-}  // namespace iis::models
+}  // namespace iis::models::classification

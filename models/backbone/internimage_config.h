@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-namespace iis::models {
+namespace iis::models::backbone {
 
 struct InternImageConfig {
   // Width of level 0; level i has channels * 2^i.
@@ -57,4 +57,4 @@ InternImageConfig OfficialDenseConfig(const std::string& variant);
 // groups of 4 levels, widths divisible by groups, positive sizes, block ids in range).
 void ValidateConfig(const InternImageConfig& config);
 
-}  // namespace iis::models
+}  // namespace iis::models::backbone

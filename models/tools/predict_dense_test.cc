@@ -19,7 +19,7 @@
 #include "models/weights.h"
 #include "tests/testing/paths.h"
 
-namespace iis::models {
+namespace iis::models::tools {
 namespace {
 
 namespace fs = std::filesystem;
@@ -142,4 +142,4 @@ TEST_F(PredictDenseTest, BadUsageIsReported) {
 }
 
 }  // namespace
-}  // namespace iis::models
+}  // namespace iis::models::tools

@@ -1,4 +1,4 @@
-#include "models/internimage.h"
+#include "models/backbone/internimage.h"
 
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
@@ -7,7 +7,7 @@
 
 #include "models/testing/state_dict_keys.h"
 
-namespace iis::models {
+namespace iis::models::backbone {
 namespace {
 
 using testing_keys::KeyShapes;
@@ -91,4 +91,4 @@ TEST(InternImageTest, InvalidConfigIsRejected) {
 }
 
 }  // namespace
-}  // namespace iis::models
+}  // namespace iis::models::backbone

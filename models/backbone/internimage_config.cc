@@ -1,9 +1,9 @@
-#include "models/internimage_config.h"
+#include "models/backbone/internimage_config.h"
 
 #include <numeric>
 #include <stdexcept>
 
-namespace iis::models {
+namespace iis::models::backbone {
 
 int InternImageConfig::NumBlocks() const {
   return std::accumulate(depths.begin(), depths.end(), 0);
@@ -76,4 +76,4 @@ void ValidateConfig(const InternImageConfig& c) {
   }
 }
 
-}  // namespace iis::models
+}  // namespace iis::models::backbone
