@@ -13,6 +13,7 @@ build_packages=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libopencv-dev prometheus-cpp-dev libabsl-dev
   libgtest-dev libgmock-dev libbenchmark-dev
+  libcli11-dev nlohmann-json3-dev zlib1g-dev
 )
 # Test-only: the official InternImage code runs under Debian's PyTorch to produce parity fixtures,
 # real photographs come from scikit-image, and the deployment tests start a real Prometheus.
