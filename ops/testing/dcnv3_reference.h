@@ -1,5 +1,5 @@
 // A slow, obviously-correct DCNv3 in double precision, written straight from the semantics in
-// ops/dcnv3.h (docs/dcnv3.md of the shared reference material), for tests only.
+// ops/dcnv3.h (specified in docs/dcnv3.md), for tests only.
 #pragma once
 
 #include <ATen/core/Tensor.h>
