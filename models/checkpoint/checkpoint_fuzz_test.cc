@@ -8,9 +8,9 @@
 #include <typeinfo>
 
 #include <gtest/gtest.h>
+#include <zlib.h>
 
 #include "models/checkpoint/checkpoint_error.h"
-#include "models/checkpoint/crc32.h"
 #include "models/checkpoint/pickle_reader.h"
 #include "models/checkpoint/state_dict.h"
 #include "models/checkpoint/testing/python_fixtures.h"
@@ -126,7 +126,7 @@ TEST_F(CheckpointFuzzTest, MutatedPicklesWithValidChecksumsLoadOrFailCleanly) {
     std::string body = Mutate(original.substr(begin, end - begin), 0, end - begin, rng);
     body.resize(end - begin, 'N');  // keep the entry's size: cuts become NONE opcodes
     bytes.replace(begin, end - begin, body);
-    const uint32_t crc = Crc32(body.data(), body.size());
+    const uint32_t crc = crc32(0, reinterpret_cast<const Bytef*>(body.data()), body.size());
     for (int b = 0; b < 4; ++b) bytes[crc_at + b] = static_cast<char>((crc >> (8 * b)) & 0xFF);
     fixtures::WriteFileBytes(path, bytes);
     outcomes.Run([&] { LoadCheckpoint(path); }, i);

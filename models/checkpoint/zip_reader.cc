@@ -4,9 +4,9 @@
 #include <cstdio>
 
 #include <c10/util/StringUtil.h>
+#include <zlib.h>
 
 #include "models/checkpoint/checkpoint_error.h"
-#include "models/checkpoint/crc32.h"
 
 namespace iis::models::checkpoint {
 namespace {
@@ -25,8 +25,10 @@ constexpr uint64_t kZip64LocatorSize = 20;
 constexpr uint64_t kMaxCommentSize = 0xFFFF;
 constexpr uint16_t kZip64ExtraId = 0x0001;
 constexpr uint16_t kFlagEncrypted = 0x0001;
-// Entry data is read and checksummed in pieces of this size, so the CRC runs on cache-warm bytes.
+// Entry data is read and checksummed in pieces of this size, so the CRC runs on cache-warm bytes
+// (and each piece fits zlib's 32-bit length).
 constexpr uint64_t kReadChunk = uint64_t{4} << 20;
+static_assert(kReadChunk <= UINT32_MAX, "zlib's crc32() takes a 32-bit length");
 
 uint16_t Load16(const unsigned char* p) { return static_cast<uint16_t>(p[0] | (p[1] << 8)); }
 
@@ -288,17 +290,18 @@ void ZipReader::CheckReadable(const ZipEntry& entry) const {
 void ZipReader::ReadEntry(const ZipEntry& entry, void* destination) const {
   CheckReadable(entry);
   auto* out = static_cast<char*>(destination);
-  uint32_t crc = 0;
+  uLong crc = ::crc32(0L, Z_NULL, 0);
   for (uint64_t done = 0; done < entry.size;) {
     const uint64_t chunk = std::min(kReadChunk, entry.size - done);
     file_.ReadAt(entry.data_offset + done, out + done, chunk);
-    crc = Crc32(out + done, chunk, crc);
+    crc = ::crc32(crc, reinterpret_cast<const Bytef*>(out + done), static_cast<uInt>(chunk));
     done += chunk;
   }
   if (crc != entry.crc32) {
     throw CheckpointError(c10::str(path(), ": zip entry '", entry.name,
                                    "' fails its CRC-32 check (the file is corrupt): stored ",
-                                   Hex32(entry.crc32), ", computed ", Hex32(crc)));
+                                   Hex32(entry.crc32), ", computed ",
+                                   Hex32(static_cast<uint32_t>(crc))));
   }
 }
 

@@ -8,9 +8,9 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <zlib.h>
 
 #include "models/checkpoint/checkpoint_error.h"
-#include "models/checkpoint/crc32.h"
 #include "models/checkpoint/testing/python_fixtures.h"
 
 namespace iis::models::checkpoint {
@@ -77,7 +77,8 @@ TEST_F(ZipReaderTest, ListsWhatPythonsZipfileLists) {
       EXPECT_EQ(entry.method, 0);
       EXPECT_EQ(zip.Find(entry.name), &entry);
       const std::string bytes = zip.ReadEntryToString(entry);
-      EXPECT_EQ(Crc32(bytes.data(), bytes.size()), listing[i].crc);
+      EXPECT_EQ(crc32(0, reinterpret_cast<const Bytef*>(bytes.data()), bytes.size()),
+                listing[i].crc);
     }
   }
 }
