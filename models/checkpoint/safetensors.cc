@@ -2,13 +2,17 @@
 
 #include <algorithm>
 #include <iterator>
+#include <limits>
+#include <optional>
+#include <string_view>
+#include <unordered_set>
 #include <vector>
 
 #include <ATen/ATen.h>
 #include <c10/util/StringUtil.h>
+#include <nlohmann/json.hpp>
 
 #include "models/checkpoint/checkpoint_error.h"
-#include "models/checkpoint/json.h"
 #include "models/checkpoint/read_only_file.h"
 #include "models/checkpoint/tensor_bytes.h"
 
@@ -33,6 +37,72 @@ constexpr DtypeName kDtypes[] = {
     {"U8", at::kByte},   {"BOOL", at::kBool},
 };
 
+// Parsed headers use std::map objects: lookups and inserts stay O(log n) for headers of any size
+// (nlohmann::ordered_json would search linearly on every insert, quadratic in the tensor count).
+using Json = nlohmann::json;
+
+// Containers nested deeper than this are refused (safetensors headers nest three deep).
+constexpr int kMaxDepth = 64;
+
+// Returns what() of a nlohmann exception without its "[json.exception.parse_error.101] " tag.
+std::string JsonErrorText(const Json::exception& error) {
+  const std::string_view text = error.what();
+  const size_t tag_end = text.find("] ");
+  return std::string(tag_end == std::string_view::npos ? text : text.substr(tag_end + 2));
+}
+
+// Parses `text` as strict RFC 8259 JSON (nlohmann's parser: no comments, no trailing text,
+// valid UTF-8). On top of that refuses an object with a repeated key (nlohmann would keep the
+// last one silently; a header naming a tensor twice is ambiguous) and containers nested deeper
+// than kMaxDepth. Throws CheckpointError starting with `path`.
+Json ParseHeaderJson(const std::string& text, const std::string& path) {
+  std::vector<std::unordered_set<std::string>> open_objects;  // the keys seen, per open object
+  const Json::parser_callback_t check = [&](int depth, Json::parse_event_t event, Json& parsed) {
+    switch (event) {
+      case Json::parse_event_t::object_start:
+      case Json::parse_event_t::array_start:
+        if (depth >= kMaxDepth) {
+          throw CheckpointError(c10::str(path, ": the safetensors header nests containers ",
+                                         "deeper than ", kMaxDepth, " levels"));
+        }
+        if (event == Json::parse_event_t::object_start) open_objects.emplace_back();
+        break;
+      case Json::parse_event_t::object_end:
+        open_objects.pop_back();
+        break;
+      case Json::parse_event_t::key:
+        if (!open_objects.back().insert(parsed.get<std::string>()).second) {
+          throw CheckpointError(c10::str(path, ": the safetensors header has the key \"",
+                                         parsed.get<std::string>(), "\" twice in one object"));
+        }
+        break;
+      default:
+        break;
+    }
+    return true;
+  };
+  try {
+    return Json::parse(text, check);
+  } catch (const Json::exception& error) {  // parse_error, or out_of_range for a huge number
+    throw CheckpointError(
+        c10::str(path, ": the safetensors header is not valid JSON: ", JsonErrorText(error)));
+  }
+}
+
+// Returns `value` if it is an integer in [0, INT64_MAX], nullopt for anything else (negative,
+// too large, a fraction or exponent form, not a number).
+std::optional<int64_t> NonNegativeInteger(const Json& value) {
+  if (value.is_number_unsigned()) {
+    const uint64_t v = value.get<uint64_t>();
+    if (v <= static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
+      return static_cast<int64_t>(v);
+    }
+  } else if (value.is_number_integer() && value.get<int64_t>() >= 0) {
+    return value.get<int64_t>();
+  }
+  return std::nullopt;
+}
+
 // One tensor of the header, checked.
 struct TensorInfo {
   std::string name;
@@ -42,59 +112,62 @@ struct TensorInfo {
   uint64_t end = 0;
 };
 
-TensorInfo ParseTensorInfo(const std::string& path, const std::string& name, const JsonValue& value,
+TensorInfo ParseTensorInfo(const std::string& path, const std::string& name, const Json& value,
                            uint64_t data_size) {
   const auto fail = [&](const std::string& what) {
     return CheckpointError(c10::str(path, ": safetensors header entry '", name, "' ", what));
   };
-  if (value.kind != JsonValue::Kind::kObject) {
-    throw fail(c10::str("is a JSON ", JsonKindName(value.kind), ", expected an object"));
+  if (!value.is_object()) {
+    throw fail(c10::str("is a JSON ", value.type_name(), ", expected an object"));
   }
-  for (const auto& member : value.members) {
-    if (member.first != "dtype" && member.first != "shape" && member.first != "data_offsets") {
-      throw fail(c10::str("has an unknown field '", member.first, "'"));
+  for (const auto& member : value.items()) {
+    if (member.key() != "dtype" && member.key() != "shape" && member.key() != "data_offsets") {
+      throw fail(c10::str("has an unknown field '", member.key(), "'"));
     }
   }
-  const JsonValue* dtype = value.Find("dtype");
-  const JsonValue* shape = value.Find("shape");
-  const JsonValue* offsets = value.Find("data_offsets");
-  if (dtype == nullptr || shape == nullptr || offsets == nullptr) {
+  const auto dtype = value.find("dtype");
+  const auto shape = value.find("shape");
+  const auto offsets = value.find("data_offsets");
+  if (dtype == value.end() || shape == value.end() || offsets == value.end()) {
     throw fail("lacks one of 'dtype', 'shape' and 'data_offsets'");
   }
   TensorInfo info;
   info.name = name;
-  if (dtype->kind != JsonValue::Kind::kString) throw fail("has a non-string dtype");
+  if (!dtype->is_string()) throw fail("has a non-string dtype");
+  const std::string& dtype_name = dtype->get_ref<const std::string&>();
   const auto known = std::find_if(std::begin(kDtypes), std::end(kDtypes),
-                                  [&](const DtypeName& d) { return dtype->string == d.name; });
+                                  [&](const DtypeName& d) { return dtype_name == d.name; });
   if (known == std::end(kDtypes)) {
-    throw fail(c10::str("has dtype '", dtype->string,
+    throw fail(c10::str("has dtype '", dtype_name,
                         "', which is not supported (supported: F32, F64, F16, BF16, I64, I32, "
                         "I16, I8, U8, BOOL)"));
   }
   info.dtype = known->dtype;
 
-  if (shape->kind != JsonValue::Kind::kArray) throw fail("has a shape that is not an array");
+  if (!shape->is_array()) throw fail("has a shape that is not an array");
   int64_t numel = 1;
-  for (const JsonValue& dim : shape->array) {
-    if (dim.kind != JsonValue::Kind::kInteger || dim.integer < 0) {
-      throw fail("has a shape entry that is not a non-negative integer");
-    }
-    if (__builtin_mul_overflow(numel, dim.integer, &numel)) throw fail("has too many elements");
-    info.shape.push_back(dim.integer);
+  for (const Json& entry : *shape) {
+    const std::optional<int64_t> dim = NonNegativeInteger(entry);
+    if (!dim) throw fail("has a shape entry that is not a non-negative integer");
+    if (__builtin_mul_overflow(numel, *dim, &numel)) throw fail("has too many elements");
+    info.shape.push_back(*dim);
   }
   int64_t nbytes = 0;
   if (__builtin_mul_overflow(numel, static_cast<int64_t>(c10::elementSize(info.dtype)), &nbytes)) {
     throw fail("has too many elements");
   }
 
-  if (offsets->kind != JsonValue::Kind::kArray || offsets->array.size() != 2 ||
-      offsets->array[0].kind != JsonValue::Kind::kInteger ||
-      offsets->array[1].kind != JsonValue::Kind::kInteger || offsets->array[0].integer < 0 ||
-      offsets->array[1].integer < offsets->array[0].integer) {
+  std::optional<int64_t> begin;
+  std::optional<int64_t> end;
+  if (offsets->is_array() && offsets->size() == 2) {
+    begin = NonNegativeInteger((*offsets)[0]);
+    end = NonNegativeInteger((*offsets)[1]);
+  }
+  if (!begin || !end || *end < *begin) {
     throw fail("has data_offsets that are not [begin, end] with 0 <= begin <= end");
   }
-  info.begin = static_cast<uint64_t>(offsets->array[0].integer);
-  info.end = static_cast<uint64_t>(offsets->array[1].integer);
+  info.begin = static_cast<uint64_t>(*begin);
+  info.end = static_cast<uint64_t>(*end);
   if (info.end > data_size) {
     throw fail(c10::str("has data_offsets [", info.begin, ", ", info.end,
                         "] outside the data section of ", data_size, " bytes"));
@@ -129,19 +202,21 @@ StateDict ReadSafetensors(const std::string& path) {
   const uint64_t data_start = 8 + header_size;
   const uint64_t data_size = file.size() - data_start;
 
-  const JsonValue root = ParseJson(header, path + ": safetensors header");
-  if (root.kind != JsonValue::Kind::kObject) {
-    throw CheckpointError(c10::str(path, ": the safetensors header is a JSON ",
-                                   JsonKindName(root.kind), ", expected an object"));
+  const Json root = ParseHeaderJson(header, path);
+  if (!root.is_object()) {
+    throw CheckpointError(c10::str(path, ": the safetensors header is a JSON ", root.type_name(),
+                                   ", expected an object"));
   }
   std::vector<TensorInfo> tensors;
-  tensors.reserve(root.members.size());
-  for (const auto& [name, value] : root.members) {
-    if (name == "__metadata__") continue;
-    tensors.push_back(ParseTensorInfo(path, name, value, data_size));
+  tensors.reserve(root.size());
+  for (const auto& member : root.items()) {  // in name order
+    if (member.key() == "__metadata__") continue;
+    tensors.push_back(ParseTensorInfo(path, member.key(), member.value(), data_size));
   }
-  std::stable_sort(tensors.begin(), tensors.end(),
-                   [](const TensorInfo& a, const TensorInfo& b) { return a.begin < b.begin; });
+  // Data order; an empty tensor comes before the tensor that starts where it sits.
+  std::stable_sort(tensors.begin(), tensors.end(), [](const TensorInfo& a, const TensorInfo& b) {
+    return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
+  });
   const TensorInfo* previous = nullptr;
   for (const TensorInfo& info : tensors) {
     if (info.begin == info.end) continue;

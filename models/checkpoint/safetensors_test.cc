@@ -100,10 +100,56 @@ TEST_F(SafetensorsTest, RejectsInconsistentHeaders) {
               HasSubstr("has too many elements"));
   EXPECT_THAT(error(R"({"a": [1]})"), HasSubstr("entry 'a' is a JSON array, expected an object"));
   EXPECT_THAT(error(R"([1, 2])"), HasSubstr("the safetensors header is a JSON array"));
-  EXPECT_THAT(error(R"({"a": 1,})"), HasSubstr("safetensors header: invalid JSON at byte 8"));
+  EXPECT_THAT(error(R"({"a": {"dtype": "F32", "shape": [1.0], "data_offsets": [0, 4]}})"),
+              HasSubstr("shape entry that is not a non-negative integer"));
+  EXPECT_THAT(error(R"({"a": {"dtype": "F32", "shape": [9223372036854775808],
+                        "data_offsets": [0, 4]}})"),
+              HasSubstr("shape entry that is not a non-negative integer"));
+  EXPECT_THAT(error(R"({"a": {"dtype": "F32", "shape": [1],
+                        "data_offsets": [0, 18446744073709551616]}})"),
+              HasSubstr("0 <= begin <= end"));
+  EXPECT_THAT(error(R"({"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4e0]}})"),
+              HasSubstr("0 <= begin <= end"));
+  EXPECT_THAT(error(R"({"a": {"dtype": 32, "shape": [1], "data_offsets": [0, 4]}})"),
+              HasSubstr("has a non-string dtype"));
   EXPECT_THAT(ReadError(Write(R"({"b": {"dtype": "BOOL", "shape": [2], "data_offsets": [0, 2]}})",
                               std::string("\x01\x02", 2))),
               HasSubstr("bool tensor 'b' holds the byte 2 at offset 1"));
+}
+
+TEST_F(SafetensorsTest, RejectsHeadersThatAreNotStrictJson) {
+  const std::string data(4, '\0');
+  const std::string entry = R"({"dtype": "F32", "shape": [1], "data_offsets": [0, 4]})";
+  const auto error = [&](const std::string& header) { return ReadError(Write(header, data)); };
+  // A name given twice is ambiguous: refused, in the header and inside an entry.
+  EXPECT_THAT(error("{\"a\": " + entry + ", \"a\": " + entry + "}"),
+              HasSubstr("the safetensors header has the key \"a\" twice in one object"));
+  EXPECT_THAT(
+      error(R"({"a": {"dtype": "F32", "dtype": "F32", "shape": [1], "data_offsets": [0, 4]}})"),
+      HasSubstr("has the key \"dtype\" twice"));
+  EXPECT_THAT(error(R"({"__metadata__": {"k": "1", "k": "2"}})"), HasSubstr("\"k\" twice"));
+  // The same key in different objects is fine.
+  EXPECT_EQ(error("{\"a\": " + entry + ", \"__metadata__\": {\"a\": \"x\"}}"), "no error");
+
+  const std::string deep = std::string(100000, '[') + std::string(100000, ']');
+  EXPECT_THAT(error("{\"__metadata__\": " + deep + "}"),
+              HasSubstr("nests containers deeper than 64 levels"));
+  const std::string fine = std::string(60, '[') + std::string(60, ']');
+  EXPECT_EQ(error("{\"__metadata__\": " + fine + ", \"a\": " + entry + "}"), "no error");
+
+  for (const std::string& bad :
+       {std::string(R"({"a": 1,})"), std::string(R"({"a": 1} x)"), std::string(R"({"a": 01})"),
+        std::string(R"({a: 1})"), std::string(R"({"a": "x)"), std::string("{\"a\": \"x\ny\"}"),
+        std::string(R"({"a": "\x"})"), std::string(R"({"a": "\ud83d"})"),
+        std::string(R"({"a": 1e999})"), std::string("{\"a\": \"\xff\"}"),
+        std::string("{} // comment"), std::string("")}) {
+    SCOPED_TRACE(bad);
+    const std::string message = error(bad);
+    EXPECT_THAT(message, StartsWith(ScratchDir() + "/test.safetensors: "));
+    EXPECT_THAT(message, HasSubstr("the safetensors header is not valid JSON: "));
+  }
+  EXPECT_THAT(error(R"({"a": 1,})"),
+              HasSubstr("not valid JSON: parse error at line 1, column 9: syntax error"));
 }
 
 TEST_F(SafetensorsTest, RejectsBadLengthsAndTruncation) {
