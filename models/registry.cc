@@ -8,7 +8,7 @@ namespace {
 Architecture Classification(const std::string& name, const std::string& variant, int size) {
   Architecture a;
   a.name = name;
-  a.task = ModelTask::kClassification;
+  a.task = Task::kClassification;
   a.variant = variant;
   a.backbone = models::backbone::OfficialClassificationConfig(variant);
   a.num_classes = 1000;
@@ -17,14 +17,14 @@ Architecture Classification(const std::string& name, const std::string& variant,
   return a;
 }
 
-Architecture Dense(const std::string& name, ModelTask task, const std::string& variant,
+Architecture Dense(const std::string& name, Task task, const std::string& variant,
                    int scale_long, int scale_short) {
   Architecture a;
   a.name = name;
   a.task = task;
   a.variant = variant;
   a.backbone = models::backbone::OfficialDenseConfig(variant);
-  if (task == ModelTask::kDetection) {
+  if (task == Task::kDetection) {
     a.num_classes = 80;
     a.class_names = &CocoClassNames();
   } else {
@@ -33,6 +33,7 @@ Architecture Dense(const std::string& name, ModelTask task, const std::string& v
   }
   a.scale_long = scale_long;
   a.scale_short = scale_short;
+  a.default_max_batch_size = 2;
   return a;
 }
 
@@ -50,17 +51,17 @@ std::vector<Architecture> Build() {
   for (const char* v8 : {"t", "s", "b"}) {
     for (const char* sched : {"1x", "3x"}) {
       v.push_back(Dense(std::string("mask_rcnn_internimage_") + v8 + "_fpn_" + sched + "_coco",
-                        ModelTask::kDetection, v8, 1333, 800));
+                        Task::kDetection, v8, 1333, 800));
     }
   }
   // segmentation/configs/ade20k/upernet_internimage_*: img_scale (2048, 512) or (2560, 640).
   for (const char* v8 : {"t", "s", "b"}) {
     v.push_back(Dense(std::string("upernet_internimage_") + v8 + "_512_160k_ade20k",
-                      ModelTask::kSegmentation, v8, 2048, 512));
+                      Task::kSegmentation, v8, 2048, 512));
   }
   for (const char* v8 : {"l", "xl"}) {
     v.push_back(Dense(std::string("upernet_internimage_") + v8 + "_640_160k_ade20k",
-                      ModelTask::kSegmentation, v8, 2560, 640));
+                      Task::kSegmentation, v8, 2560, 640));
   }
   return v;
 }
@@ -72,20 +73,21 @@ const std::vector<Architecture>& Architectures() {
   return all;
 }
 
-const Architecture* FindArchitecture(const std::string& name) {
+const Architecture* FindArchitecture(std::string_view name) {
   for (const auto& a : Architectures()) {
     if (a.name == name) return &a;
   }
   return nullptr;
 }
 
-const char* TaskName(ModelTask task) {
-  switch (task) {
-    case ModelTask::kDetection: return "detection";
-    case ModelTask::kSegmentation: return "segmentation";
-    case ModelTask::kClassification: break;
+std::string ArchitectureNames(Task task) {
+  std::string names;
+  for (const auto& a : Architectures()) {
+    if (a.task != task) continue;
+    if (!names.empty()) names += ", ";
+    names += a.name;
   }
-  return "classification";
+  return names;
 }
 
 }  // namespace iis::models

@@ -6,17 +6,19 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "models/backbone/internimage_config.h"
+#include "models/task.h"
 
 namespace iis::models {
 
-enum class ModelTask { kClassification, kDetection, kSegmentation };
-
+// Everything the server, the runtime and the tools know about an architecture comes from here: its
+// task, network, input size, class names and serving defaults.
 struct Architecture {
   std::string name;     // official config name, e.g. "internimage_t_1k_224"
-  ModelTask task = ModelTask::kClassification;
+  Task task = Task::kClassification;
   std::string variant;  // backbone variant: t, s, b, l, xl, h, g
   models::backbone::InternImageConfig backbone;
   int num_classes = 0;
@@ -28,15 +30,18 @@ struct Architecture {
   int scale_long = 0;
   int scale_short = 0;
   int size_divisor = 32;
+  // Batching default of a served model (server_config.proto BatchingConfig.max_batch_size): 8 for
+  // classification; 2 for detection and segmentation, whose inputs are ~25 times larger.
+  int default_max_batch_size = 8;
 };
 
 // Returns every registered architecture (classification, then detection, then segmentation).
 const std::vector<Architecture>& Architectures();
 
 // Returns the architecture called `name`, or nullptr.
-const Architecture* FindArchitecture(const std::string& name);
+const Architecture* FindArchitecture(std::string_view name);
 
-// Returns "classification", "detection" or "segmentation".
-const char* TaskName(ModelTask task);
+// Returns the names of the architectures of `task`, comma-separated (for error messages).
+std::string ArchitectureNames(Task task);
 
 }  // namespace iis::models

@@ -14,9 +14,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "server/config/server_config.h"
-#include "server/common/logging.h"
+#include "common/logging.h"
 #include "server/frontend/run_server.h"
-#include "server/runtime/runtime_engine.h"
+#include "server/runtime/libtorch_backend.h"
 
 ABSL_FLAG(std::string, config, "",
           "Server configuration, a text-format internimage.serving.v1.ServerConfig file "
@@ -108,7 +108,7 @@ int main(int argc, char** argv) {
   const std::vector<char*> positional =
       absl::ParseCommandLine(static_cast<int>(arg_pointers.size()), arg_pointers.data());
   if (positional.size() > 1) {
-    iis::Log(iis::LogSeverity::kError,
+    iis::common::Log(iis::common::LogSeverity::kError,
              absl::StrCat("unexpected argument \"", positional[1],
                           "\": internimage-server takes flags only (see --help)"));
     return iis::kExitBadConfig;
@@ -117,7 +117,7 @@ int main(int argc, char** argv) {
   absl::StatusOr<iis::ServerConfig> config =
       iis::MakeServerConfig(absl::GetFlag(FLAGS_config), OverridesFromFlags());
   if (!config.ok()) {
-    iis::Log(iis::LogSeverity::kError, config.status().ToString());
+    iis::common::Log(iis::common::LogSeverity::kError, config.status().ToString());
     return iis::kExitBadConfig;
   }
   if (absl::GetFlag(FLAGS_print_config)) {
@@ -127,7 +127,10 @@ int main(int argc, char** argv) {
 
   iis::RunServerOptions options;
   options.config = *std::move(config);
-  options.create_engine = iis::CreateRuntimeEngine;
+  options.create_engine = [](const iis::ServerConfig& config, iis::Metrics* metrics) {
+    return iis::runtime::CreateRuntimeEngine(
+        config, metrics, iis::runtime::LibTorchBackend(config.cpu_inference_threads()));
+  };
   options.on_serving = [](int grpc_port, int metrics_port) {
     iis::WritePortFile(absl::GetFlag(FLAGS_port_file), grpc_port);
     iis::WritePortFile(absl::GetFlag(FLAGS_metrics_port_file), metrics_port);

@@ -171,6 +171,23 @@ class FakeServer {
   std::string target() const { return absl::StrCat("127.0.0.1:", port_); }
   std::string log() const { return ReadText(dir_ / "server.log"); }
 
+  // Waits until `count` RPCs of `method` are in flight (iis_inflight_requests); false after 30 s.
+  bool WaitForInFlight(const std::string& method, double count) const {
+    const std::string label = absl::StrCat("method=\"", method, "\"");
+    for (int i = 0; i < 1500; ++i) {
+      double in_flight = 0;
+      for (const auto& [series, value] : ParseExposition(HttpGet(metrics_port_, "/metrics"))) {
+        if (absl::StartsWith(series, "iis_inflight_requests{") &&
+            series.find(label) != std::string::npos) {
+          in_flight += value;
+        }
+      }
+      if (in_flight >= count) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return false;
+  }
+
   // Sums iis_requests_total over the series whose labels include every one of `labels`
   // (e.g. {"method=\"Classify\"", "code=\"OK\""}), read from the /metrics endpoint.
   double RequestCount(const std::vector<std::string>& labels) const {
@@ -345,10 +362,15 @@ TEST(ClientHealthE2eTest, HealthIsNotServingWhileTheServerDrains) {
   const pid_t slow =
       Spawn({ClientBinary(), "classify", "--target", server.target(), image.string()},
             dir / "slow.out", dir / "slow.err");
-  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  ASSERT_TRUE(server.WaitForInFlight("Classify", 1)) << server.log();
   server.Terminate();
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
-  const RunResult health = RunProcess({ClientBinary(), "health", "--target", server.target()});
+  // Health turns NOT_SERVING as soon as the signal is handled (asynchronously).
+  RunResult health;
+  for (int i = 0; i < 100; ++i) {
+    health = RunProcess({ClientBinary(), "health", "--target", server.target()});
+    if (health.exit_code != 0) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
   EXPECT_EQ(health.exit_code, 4) << health.out << health.err;  // answered, not SERVING
   EXPECT_THAT(health.out, HasSubstr("NOT_SERVING"));
   const RunResult refused =

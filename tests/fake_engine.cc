@@ -104,7 +104,8 @@ ClassifyResult Classify(const cv::Mat& rgb, const ClassifyOptions& options,
   }
   std::stable_sort(result.classes.begin(), result.classes.end(),
                    [](const ClassScore& a, const ClassScore& b) { return a.score > b.score; });
-  result.classes.resize(std::min<size_t>(result.classes.size(), options.top_k));
+  const int top_k = options.top_k > 0 ? options.top_k : kDefaultTopK;
+  result.classes.resize(std::min<size_t>(result.classes.size(), top_k));
   return result;
 }
 
@@ -182,7 +183,7 @@ absl::StatusOr<SegmentResult> Segment(const cv::Mat& rgb, const SegmentOptions& 
 FakeEngine::FakeEngine(const FakeEngineOptions& options) : options_(options) {
   const std::vector<std::string> colours = {"red", "green", "blue"};
   const int q = options.max_queue_size;
-  models_ = {
+  catalog_ = std::make_unique<ModelCatalog>(std::vector<ModelMetadata>{
       MakeModel(kClassifier, "1", Task::kClassification, true, kClassifierInputSize,
                 kClassifierInputSize, colours, q),
       MakeModel(kClassifierB, "2", Task::kClassification, false, kClassifierInputSize,
@@ -191,7 +192,7 @@ FakeEngine::FakeEngine(const FakeEngineOptions& options) : options_(options) {
                 q),
       MakeModel(kSegmenter, "1", Task::kSegmentation, true, 512, 512,
                 {"dark", "dim", "light", "bright"}, q),
-  };
+  });
   paused_ = options.start_paused;
   for (int i = 0; i < options.worker_threads; ++i) workers_.emplace_back([this] { WorkerLoop(); });
 }
@@ -205,39 +206,18 @@ FakeEngine::~FakeEngine() {
   for (std::thread& worker : workers_) worker.join();
 }
 
-std::vector<ModelMetadata> FakeEngine::ListModels() const { return models_; }
+std::vector<ModelMetadata> FakeEngine::ListModels() const { return catalog_->models(); }
 
 absl::StatusOr<ModelMetadata> FakeEngine::GetModel(std::string_view name) const {
-  for (const ModelMetadata& model : models_) {
-    if (model.name == name) return model;
-  }
-  return absl::NotFoundError(absl::StrCat("model \"", std::string(name), "\" is not served"));
-}
-
-absl::StatusOr<std::string> FakeEngine::DefaultModel(Task task) const {
-  for (const ModelMetadata& model : models_) {
-    if (model.task == task && model.is_default) return model.name;
-  }
-  return absl::NotFoundError(absl::StrCat("no model serves ", std::string(TaskName(task))));
+  absl::StatusOr<const ModelMetadata*> model = catalog_->Find(absl::string_view(name.data(), name.size()), "name");
+  if (!model.ok()) return model.status();
+  return **model;
 }
 
 void FakeEngine::Submit(std::unique_ptr<InferenceRequest> request) {
-  absl::Status refusal;
-  if (request->model.empty()) {
-    absl::StatusOr<std::string> name = DefaultModel(request->task);
-    if (name.ok()) request->model = *name;
-    refusal = name.status();
-  }
-  if (refusal.ok()) {
-    absl::StatusOr<ModelMetadata> model = GetModel(request->model);
-    if (!model.ok()) {
-      refusal = model.status();
-    } else if (model->task != request->task) {
-      refusal = absl::InvalidArgumentError(
-          absl::StrCat("model ", model->name, " serves ", std::string(TaskName(model->task)),
-                       ", not ", std::string(TaskName(request->task))));
-    }
-  }
+  absl::StatusOr<const ModelMetadata*> model = catalog_->Resolve(request->task, request->model);
+  absl::Status refusal = model.status();
+  if (model.ok()) request->model = (*model)->name;
   {
     absl::MutexLock lock(&mu_);
     ++submitted_;
@@ -306,10 +286,7 @@ void FakeEngine::WorkerLoop() {
 }
 
 void FakeEngine::Run(std::unique_ptr<InferenceRequest> request) {
-  const ModelMetadata* model = nullptr;
-  for (const ModelMetadata& m : models_) {
-    if (m.name == request->model) model = &m;
-  }
+  const ModelMetadata* model = *catalog_->Find(request->model);  // resolved by Submit
   const absl::Time start = absl::Now();
   Timing timing;
   timing.queue = start - request->arrival;

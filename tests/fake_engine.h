@@ -19,6 +19,11 @@
 // (RESOURCE_EXHAUSTED) and Drain (UNAVAILABLE afterwards). Tests control it through Pause()/
 // Resume() (a gate in front of the workers) and the options.
 //
+// It is the front end's test double at the Engine seam: its answers are exact functions of the
+// original image and its queue states are directly controllable, which the front-end tests need.
+// The real runtime's queueing, deadlines and drain are tested over fake networks in
+// server/runtime/runtime_engine_test.cc. Model names resolve through the real ModelCatalog.
+//
 // Thread-safe.
 #pragma once
 
@@ -34,6 +39,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "server/engine/engine.h"
+#include "server/engine/model_catalog.h"
 #include "server/metrics/metrics.h"
 
 namespace iis {
@@ -68,7 +74,6 @@ class FakeEngine : public Engine {
   void Submit(std::unique_ptr<InferenceRequest> request) override;
   std::vector<ModelMetadata> ListModels() const override;
   absl::StatusOr<ModelMetadata> GetModel(std::string_view name) const override;
-  absl::StatusOr<std::string> DefaultModel(Task task) const override;
   absl::Status Drain(absl::Duration grace) override;
 
   // Closes / opens the gate in front of the workers.
@@ -91,7 +96,7 @@ class FakeEngine : public Engine {
   void Run(std::unique_ptr<InferenceRequest> request);
 
   const FakeEngineOptions options_;
-  std::vector<ModelMetadata> models_;  // sorted by name; immutable
+  std::unique_ptr<const ModelCatalog> catalog_;  // immutable
 
   mutable absl::Mutex mu_;
   std::deque<std::unique_ptr<InferenceRequest>> queue_ ABSL_GUARDED_BY(mu_);

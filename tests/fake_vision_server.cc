@@ -19,7 +19,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "server/config/server_config.h"
-#include "server/common/logging.h"
+#include "common/logging.h"
 #include "server/frontend/run_server.h"
 #include "tests/fake_engine.h"
 
@@ -62,7 +62,7 @@ int main(int argc, char** argv) {
   overrides.tls_client_ca_file = absl::GetFlag(FLAGS_tls_client_ca);
   absl::StatusOr<iis::ServerConfig> config = iis::MakeServerConfig("", overrides);
   if (!config.ok()) {
-    iis::Log(iis::LogSeverity::kError, config.status().ToString());
+    iis::common::Log(iis::common::LogSeverity::kError, config.status().ToString());
     return iis::kExitBadConfig;
   }
 

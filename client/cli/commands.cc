@@ -16,8 +16,8 @@
 #include "client/common/channel.h"
 #include "client/common/exit_codes.h"
 #include "client/common/images.h"
-#include "client/common/io.h"
 #include "client/common/json_writer.h"
+#include "common/file_io.h"
 #include "google/protobuf/util/json_util.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "grpcpp/client_context.h"
@@ -315,7 +315,7 @@ int RunInference(const CliConfig& config, const std::shared_ptr<grpc::Channel>& 
   for (size_t i = 0; i < files->size(); ++i) {
     const std::string& file = (*files)[i];
     json.BeginObject().Key("file").String(file);
-    auto bytes = ReadFileToString("image", file);
+    auto bytes = common::ReadFile("image", file);
     cv::Mat decoded;
     absl::Status local = bytes.status();
     if (local.ok() && (config.request.raw || config.request.tensor_size > 0 ||

@@ -8,7 +8,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "client/common/io.h"
+#include "common/file_io.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
 #include "grpcpp/support/channel_arguments.h"
@@ -99,14 +99,14 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> CreateChannel(const ChannelOption
   if (options.tls) {
     grpc::SslCredentialsOptions ssl;
     if (!options.ca_cert_file.empty()) {
-      auto roots = ReadFileToString("--ca-cert", options.ca_cert_file);
+      auto roots = common::ReadFile("--ca-cert", options.ca_cert_file);
       if (!roots.ok()) return roots.status();
       ssl.pem_root_certs = *std::move(roots);
     }
     if (!options.client_cert_file.empty()) {
-      auto chain = ReadFileToString("--client-cert", options.client_cert_file);
+      auto chain = common::ReadFile("--client-cert", options.client_cert_file);
       if (!chain.ok()) return chain.status();
-      auto key = ReadFileToString("--client-key", options.client_key_file);
+      auto key = common::ReadFile("--client-key", options.client_key_file);
       if (!key.ok()) return key.status();
       ssl.pem_cert_chain = *std::move(chain);
       ssl.pem_private_key = *std::move(key);

@@ -4,7 +4,7 @@
 #include <fstream>
 #include <string>
 
-#include "client/common/io.h"
+#include "common/file_io.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "opencv2/imgcodecs.hpp"
@@ -50,7 +50,7 @@ TEST_F(ImagesTest, ReportsMissingPathsAndEmptyDirectories) {
   EXPECT_THAT(std::string(missing.status().message()), HasSubstr("nope.jpg"));
   auto empty = ExpandImagePaths({(dir_ / "sub").string()});
   EXPECT_EQ(empty.status().code(), absl::StatusCode::kInvalidArgument);
-  auto read = ReadFileToString("--ca-cert", (dir_ / "none.pem").string());
+  auto read = common::ReadFile("--ca-cert", (dir_ / "none.pem").string());
   EXPECT_THAT(std::string(read.status().message()), HasSubstr("--ca-cert: file"));
 }
 

@@ -16,7 +16,7 @@
 #include "client/common/channel.h"
 #include "client/common/exit_codes.h"
 #include "client/common/images.h"
-#include "client/common/io.h"
+#include "common/file_io.h"
 #include "client/loadgen/loadgen_options.h"
 #include "client/loadgen/plot.h"
 #include "client/loadgen/report.h"
@@ -50,7 +50,7 @@ absl::StatusOr<std::vector<InputImage>> LoadImages(const LoadgenConfig& config) 
     }
     int64_t total = 0;
     for (const std::string& file : *files) {
-      auto bytes = ReadFileToString("image", file);
+      auto bytes = common::ReadFile("image", file);
       if (!bytes.ok()) return bytes.status();
       total += static_cast<int64_t>(bytes->size());
       if (total > kMaxImageBytes) {
@@ -87,7 +87,7 @@ int Main(int argc, char** argv) {
       {"--json", &config.json_path}, {"--csv", &config.csv_path}, {"--plot", &config.plot_path}};
   for (const auto& [option, path] : outputs) {
     if (path->empty()) continue;
-    if (absl::Status created = WriteStringToFile(*path, ""); !created.ok()) {
+    if (absl::Status created = common::WriteFile(*path, ""); !created.ok()) {
       return Fail(kExitIo, absl::StrCat(option, ": ", created.message()));
     }
   }
@@ -148,7 +148,7 @@ int Main(int argc, char** argv) {
   int exit_code = kExitOk;
   auto write = [&exit_code](const std::string& path, const std::string& data) {
     if (path.empty()) return;
-    if (absl::Status status = WriteStringToFile(path, data); !status.ok()) {
+    if (absl::Status status = common::WriteFile(path, data); !status.ok()) {
       exit_code = Fail(kExitIo, status.message());
     }
   };

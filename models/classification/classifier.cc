@@ -7,7 +7,7 @@
 namespace iis::models::classification {
 
 Classifier::Classifier(const Architecture& arch) : arch_(arch) {
-  if (arch.task != ModelTask::kClassification) {
+  if (arch.task != Task::kClassification) {
     throw std::invalid_argument(arch.name + " is not a classification architecture");
   }
   network_ = std::make_shared<models::backbone::InternImage>(arch.backbone, arch.num_classes);

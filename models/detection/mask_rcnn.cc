@@ -97,7 +97,7 @@ struct MaskRcnn::Plan {
 };
 
 MaskRcnn::MaskRcnn(const Architecture& arch) : arch_(arch) {
-  if (arch.task != ModelTask::kDetection) {
+  if (arch.task != Task::kDetection) {
     throw std::invalid_argument(arch.name + " is not a detection architecture");
   }
   network_ = std::make_shared<MaskRcnnNetwork>(arch.backbone, arch.num_classes);

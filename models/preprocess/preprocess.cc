@@ -144,4 +144,24 @@ NormalizedImage Preprocess(const cv::Mat& image, bool is_rgb, const PreprocessSp
   return out;
 }
 
+PreprocessSpec SpecFor(const Architecture& arch) {
+  PreprocessSpec spec;
+  switch (arch.task) {
+    case Task::kClassification:
+      spec.kind = PreprocessKind::kClassification;
+      spec.size = arch.input_size;
+      return spec;
+    case Task::kDetection:
+      spec.kind = PreprocessKind::kDetection;
+      break;
+    case Task::kSegmentation:
+      spec.kind = PreprocessKind::kSegmentation;
+      break;
+  }
+  spec.scale_long = arch.scale_long;
+  spec.scale_short = arch.scale_short;
+  spec.size_divisor = arch.size_divisor;
+  return spec;
+}
+
 }  // namespace iis::models::preprocess

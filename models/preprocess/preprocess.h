@@ -19,6 +19,7 @@
 #include <opencv2/core/mat.hpp>
 
 #include "models/normalized_image.h"
+#include "models/registry.h"
 
 namespace iis::models::preprocess {
 
@@ -40,6 +41,9 @@ struct PreprocessSpec {
   int size_divisor = 32;
 };
 
+// Returns the test-time preprocessing of `arch` (its task, input size, scale and divisor). The one
+// translation from the registry, used by the server's runtime and by internimage-predict.
+PreprocessSpec SpecFor(const Architecture& arch);
 
 // Decodes a JPEG/PNG/WebP/BMP file to 8-bit 3-channel BGR (grayscale is replicated, alpha is
 // dropped, 16-bit is scaled to 8-bit). `apply_exif_orientation` rotates by the EXIF tag as

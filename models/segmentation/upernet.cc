@@ -143,7 +143,7 @@ at::Tensor LogitsToLabelMap(const at::Tensor& logits, int64_t input_height, int6
 }
 
 UperNet::UperNet(const Architecture& arch) : arch_(arch) {
-  if (arch.task != ModelTask::kSegmentation) {
+  if (arch.task != Task::kSegmentation) {
     throw std::invalid_argument(arch.name + " is not a segmentation architecture");
   }
   network_ = std::make_shared<UperNetNetwork>(arch.backbone, arch.num_classes);

@@ -114,7 +114,7 @@ void WriteArray(const fs::path& path, const at::Tensor& t) {
 // Preprocesses one image file as the architecture's official pipeline does.
 std::pair<at::Tensor, DenseImageMeta> LoadImage(const std::string& path, const Architecture& arch) {
   preprocess::PreprocessSpec spec;
-  spec.kind = arch.task == ModelTask::kDetection ? preprocess::PreprocessKind::kDetection
+  spec.kind = arch.task == Task::kDetection ? preprocess::PreprocessKind::kDetection
                                                  : preprocess::PreprocessKind::kSegmentation;
   spec.scale_long = arch.scale_long;
   spec.scale_short = arch.scale_short;
@@ -243,7 +243,7 @@ int RunSegmentation(const Architecture& arch, const DensePredictRequest& request
 }  // namespace
 
 int RunDensePrediction(const Architecture& arch, const DensePredictRequest& request) {
-  if (arch.task == ModelTask::kClassification) {
+  if (arch.task == Task::kClassification) {
     throw std::invalid_argument(arch.name + " is a classification model");
   }
   if (request.output_dir.empty()) throw std::invalid_argument("--output-dir is required");
@@ -261,7 +261,7 @@ int RunDensePrediction(const Architecture& arch, const DensePredictRequest& requ
     throw std::runtime_error(request.output_dir + ": cannot create the output folder" +
                              (ec ? " (" + ec.message() + ")" : ""));
   }
-  return arch.task == ModelTask::kDetection ? RunDetection(arch, request, dir)
+  return arch.task == Task::kDetection ? RunDetection(arch, request, dir)
                                             : RunSegmentation(arch, request, dir);
 }
 

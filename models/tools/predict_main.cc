@@ -195,7 +195,7 @@ int Main(int argc, char** argv) {
   ops::CheckOpsRegistered();
   at::set_num_threads(args.threads > 0 ? args.threads
                                         : static_cast<int>(std::thread::hardware_concurrency()));
-  if (arch->task == ModelTask::kClassification) return RunClassification(args, *arch);
+  if (arch->task == Task::kClassification) return RunClassification(args, *arch);
   if (args.output_dir.empty()) UsageError(std::string(TaskName(arch->task)) + " models need --output-dir");
   DensePredictRequest request;
   request.weights = args.weights;

@@ -13,49 +13,55 @@ namespace {
 // The queue whose batch thread this is (null elsewhere), so Drain() can refuse to join itself.
 thread_local const batching_internal::BatchQueueCore* tls_batch_thread_of = nullptr;
 
-absl::Status BadOption(const BatchQueueOptions& options, absl::string_view field,
-                       absl::string_view expected, absl::string_view got) {
-  return absl::InvalidArgumentError(absl::StrCat("BatchQueueOptions.", field, " of model '",
-                                                 options.name, "' must be ", expected, ", got ",
-                                                 got));
-}
-
 }  // namespace
 
-absl::Status ValidateBatchQueueOptions(const BatchQueueOptions& options) {
-  if (options.max_batch_size < 1) {
-    return BadOption(options, "max_batch_size", ">= 1", absl::StrCat(options.max_batch_size));
+std::vector<BatchQueueOptionProblem> FindBatchQueueOptionProblems(
+    const BatchQueueOptions& options) {
+  std::vector<BatchQueueOptionProblem> problems;
+  auto add = [&problems](std::string field, std::string must_be, std::string got) {
+    problems.push_back({std::move(field), std::move(must_be), std::move(got)});
+  };
+  if (options.max_batch_size < 1) add("max_batch_size", ">= 1", absl::StrCat(options.max_batch_size));
+  if (options.max_queue_delay < absl::ZeroDuration()) {
+    add("max_queue_delay", ">= 0", absl::FormatDuration(options.max_queue_delay));
+  } else if (options.max_queue_delay == absl::InfiniteDuration()) {
+    add("max_queue_delay", "finite", absl::FormatDuration(options.max_queue_delay));
   }
-  if (options.max_queue_delay < absl::ZeroDuration() ||
-      options.max_queue_delay == absl::InfiniteDuration()) {
-    return BadOption(options, "max_queue_delay", ">= 0 and finite",
-                     absl::FormatDuration(options.max_queue_delay));
-  }
-  int previous = 0;
   for (size_t i = 0; i < options.preferred_batch_sizes.size(); ++i) {
     const int size = options.preferred_batch_sizes[i];
-    if (size < 1 || size > options.max_batch_size || size <= previous) {
-      return BadOption(options, absl::StrCat("preferred_batch_sizes[", i, "]"),
-                       absl::StrCat("in [1, max_batch_size = ", options.max_batch_size,
-                                    "] and greater than the size before it (", previous, ")"),
-                       absl::StrCat(size));
+    const std::string field = absl::StrCat("preferred_batch_sizes[", i, "]");
+    if (size < 1 || size > options.max_batch_size) {
+      add(field, absl::StrCat("in [1, max_batch_size = ", options.max_batch_size, "]"),
+          absl::StrCat(size));
+    } else if (i > 0 && size <= options.preferred_batch_sizes[i - 1]) {
+      add(field,
+          absl::StrCat("greater than the size before it (", options.preferred_batch_sizes[i - 1],
+                       "): the sizes are ascending"),
+          absl::StrCat(size));
     }
-    previous = size;
   }
-  if (options.max_queue_size < 1) {
-    return BadOption(options, "max_queue_size", ">= 1", absl::StrCat(options.max_queue_size));
+  if (options.max_queue_size < 1) add("max_queue_size", ">= 1", absl::StrCat(options.max_queue_size));
+  if (options.num_instances < 1) {
+    add("num_instances", ">= 1", absl::StrCat(options.num_instances));
+  } else if (options.num_instances > BatchQueueOptions::kMaxInstances) {
+    add("num_instances", absl::StrCat("<= ", BatchQueueOptions::kMaxInstances),
+        absl::StrCat(options.num_instances));
   }
-  if (options.num_instances < 1 || options.num_instances > BatchQueueOptions::kMaxInstances) {
-    return BadOption(options, "num_instances",
-                     absl::StrCat("in [1, ", BatchQueueOptions::kMaxInstances, "]"),
-                     absl::StrCat(options.num_instances));
+  if (options.deadline_headroom < absl::ZeroDuration()) {
+    add("deadline_headroom", ">= 0", absl::FormatDuration(options.deadline_headroom));
+  } else if (options.deadline_headroom == absl::InfiniteDuration()) {
+    add("deadline_headroom", "finite", absl::FormatDuration(options.deadline_headroom));
   }
-  if (options.deadline_headroom < absl::ZeroDuration() ||
-      options.deadline_headroom == absl::InfiniteDuration()) {
-    return BadOption(options, "deadline_headroom", ">= 0 and finite",
-                     absl::FormatDuration(options.deadline_headroom));
-  }
-  return absl::OkStatus();
+  return problems;
+}
+
+absl::Status ValidateBatchQueueOptions(const BatchQueueOptions& options) {
+  const std::vector<BatchQueueOptionProblem> problems = FindBatchQueueOptionProblems(options);
+  if (problems.empty()) return absl::OkStatus();
+  const BatchQueueOptionProblem& first = problems.front();
+  return absl::InvalidArgumentError(absl::StrCat("BatchQueueOptions.", first.field, " of model '",
+                                                 options.name, "' must be ", first.must_be,
+                                                 ", got ", first.got));
 }
 
 BatchReservation::BatchReservation(BatchReservation&& other) noexcept
@@ -145,8 +151,10 @@ void BatchQueueCore::Schedule(BatchReservation reservation, std::unique_ptr<Batc
     --reserved_;
     if (task == nullptr) return;
     const absl::Time now = clock_->Now();
-    if (draining_) {
-      drop_status = DrainingStatus();
+    if (stopped_) {
+      // A drain ran out of time before this admitted task was prepared.
+      drop_status = absl::UnavailableError(absl::StrCat(
+          "queue of model ", options_.name, " shut down before the request could run"));
     } else if (deadline <= now) {
       drop_status = absl::DeadlineExceededError(absl::StrCat(
           "deadline passed before the request reached the queue of model ", options_.name));
@@ -169,7 +177,8 @@ int BatchQueueCore::NumReserved() const {
 }
 
 bool BatchQueueCore::CanLead() const {
-  return stopped_ || (!forming_ && (draining_ || !queue_.empty()));
+  // While draining, a free thread also leads once nothing is queued or on its way: to exit.
+  return stopped_ || (!forming_ && (!queue_.empty() || (draining_ && reserved_ == 0)));
 }
 
 int BatchQueueCore::LargestPreferredAtMost(int live) const {
@@ -185,7 +194,7 @@ void BatchQueueCore::Run(int instance) {
     {
       absl::MutexLock lock(&mu_);
       mu_.Await(absl::Condition(this, &BatchQueueCore::CanLead));
-      if (stopped_ || (draining_ && queue_.empty())) return;
+      if (stopped_ || (draining_ && queue_.empty() && reserved_ == 0)) return;
       forming_ = true;
       formed = FormBatch();
       forming_ = false;
@@ -270,15 +279,18 @@ absl::Status BatchQueueCore::Drain(absl::Time deadline) {
   absl::MutexLock drain_lock(&drain_mu_);
   if (drained_) return drain_status_;
   bool in_time = false;
+  int reserved_at_stop = 0;
   std::deque<Entry> leftovers;
   {
     absl::MutexLock lock(&mu_);
     draining_ = true;
+    // Admitted work includes slots still being prepared: they are scheduled and run too.
     auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-      return queue_.empty() && in_progress_ == 0;
+      return queue_.empty() && in_progress_ == 0 && reserved_ == 0;
     };
     in_time = clock_->AwaitWithDeadline(&mu_, absl::Condition(&idle), deadline);
     stopped_ = true;
+    reserved_at_stop = reserved_;
     leftovers.swap(queue_);
   }
   for (Entry& entry : leftovers) {
@@ -290,9 +302,9 @@ absl::Status BatchQueueCore::Drain(absl::Time deadline) {
   threads_.clear();
   drained_ = true;
   if (!in_time) {
-    drain_status_ = absl::DeadlineExceededError(
-        absl::StrCat("queue of model ", options_.name, " did not drain before the deadline: ",
-                     leftovers.size(), " queued requests were dropped"));
+    drain_status_ = absl::DeadlineExceededError(absl::StrCat(
+        "queue of model ", options_.name, " did not drain before the deadline: ", leftovers.size(),
+        " queued requests were dropped, ", reserved_at_stop, " still being prepared"));
   }
   return drain_status_;
 }

@@ -90,6 +90,19 @@ struct BatchQueueOptions {
   std::string name;
 };
 
+// One broken constraint of a BatchQueueOptions: the field as BatchQueueOptions names it (e.g.
+// "max_batch_size", "preferred_batch_sizes[1]"), what it must be (e.g. ">= 1") and what it holds.
+struct BatchQueueOptionProblem {
+  std::string field;
+  std::string must_be;
+  std::string got;
+};
+
+// Returns every broken constraint of `options`, in field order; empty when the options are valid.
+// The one home of the batching rules: ValidateBatchQueueOptions and the server configuration's
+// validation (server/config) both report these. Thread-safe (pure function).
+std::vector<BatchQueueOptionProblem> FindBatchQueueOptionProblems(const BatchQueueOptions& options);
+
 // Returns OK, or INVALID_ARGUMENT naming the first field of `options` that breaks its constraint,
 // what was expected and what it holds. Thread-safe (pure function).
 absl::Status ValidateBatchQueueOptions(const BatchQueueOptions& options);
@@ -195,7 +208,7 @@ class BatchQueueCore {
   int reserved_ ABSL_GUARDED_BY(mu_) = 0;         // slots handed out, not yet scheduled or given back
   int in_progress_ ABSL_GUARDED_BY(mu_) = 0;      // batch threads delivering a formation
   bool forming_ ABSL_GUARDED_BY(mu_) = false;     // a batch thread leads formation
-  bool draining_ ABSL_GUARDED_BY(mu_) = false;    // Drain() started: admit nothing more
+  bool draining_ ABSL_GUARDED_BY(mu_) = false;    // Drain() started: reserve nothing more
   bool stopped_ ABSL_GUARDED_BY(mu_) = false;     // Drain() took over: batch threads exit
 };
 
@@ -233,8 +246,8 @@ class BatchQueue {
   //   DEADLINE_EXCEEDED  its deadline was reached before it could be put in a batch (an expired task
   //                      is never handed to ProcessBatchFn);
   //   CANCELLED          IsCancelled() was true when its batch was formed;
-  //   UNAVAILABLE        the queue was draining when it was scheduled, or the drain deadline came
-  //                      before it ran;
+  //   UNAVAILABLE        the queue had shut down (its drain deadline had passed) when it was
+  //                      scheduled, or the drain deadline came before it ran;
   //   FAILED_PRECONDITION  Schedule() was given a Reservation that is empty or from another queue.
   using DropFn = std::function<void(std::unique_ptr<T> task, absl::Status status)>;
 
@@ -277,9 +290,11 @@ class BatchQueue {
   absl::StatusOr<Reservation> Reserve() { return core_->Reserve(); }
 
   // Enqueues `task` into the slot held by `reservation` (from this queue's Reserve()); never fails.
-  // The task goes straight to DropFn instead (on this thread) when a drain has started
-  // (UNAVAILABLE), when its deadline is already reached (DEADLINE_EXCEEDED), or when `reservation`
-  // holds no slot of this queue (FAILED_PRECONDITION). A null `task` just gives the slot back.
+  // A slot admitted before a drain started is still honoured during the drain. The task goes
+  // straight to DropFn instead (on this thread) when the drain's deadline has passed
+  // (UNAVAILABLE), when its deadline is already reached (DEADLINE_EXCEEDED), or when
+  // `reservation` holds no slot of this queue (FAILED_PRECONDITION). A null `task` just gives the
+  // slot back.
   void Schedule(Reservation reservation, std::unique_ptr<T> task) {
     core_->Schedule(std::move(reservation), std::move(task));
   }
@@ -291,11 +306,13 @@ class BatchQueue {
   // Returns the options the queue was created with.
   const BatchQueueOptions& options() const { return core_->options(); }
 
-  // Stops admitting work (Reserve() returns UNAVAILABLE, Schedule() drops with UNAVAILABLE), keeps
-  // dispatching what is queued, without waiting for company, until the queue is empty and no batch
-  // runs, or until the clock reaches `deadline`; then drops whatever is still queued with
-  // UNAVAILABLE, waits for the running batches and joins the batch threads. Returns OK when all
-  // work finished before `deadline`, DEADLINE_EXCEEDED otherwise; FAILED_PRECONDITION when called
+  // Stops admitting work (Reserve() returns UNAVAILABLE) and finishes what was admitted: tasks
+  // queued, and tasks whose slot was reserved before the drain and that are scheduled during it.
+  // It dispatches them without waiting for company until nothing is queued, reserved or running,
+  // or until the clock reaches `deadline`; then drops whatever is still queued with UNAVAILABLE
+  // (as it does with reserved slots scheduled later), waits for the running batches and joins the
+  // batch threads. Returns OK when all admitted work finished before `deadline`, DEADLINE_EXCEEDED
+  // (counting the dropped and the unprepared requests) otherwise; FAILED_PRECONDITION when called
   // from a batch thread (a callback). Calls made during or after the first one wait for it and
   // return its result.
   absl::Status Drain(absl::Time deadline) { return core_->Drain(deadline); }

@@ -9,7 +9,7 @@
 #include "absl/synchronization/mutex.h"
 #include "benchmark/benchmark.h"
 #include "server/batching/batch_queue.h"
-#include "server/batching/thread_pool.h"
+#include "common/thread_pool.h"
 
 namespace iis {
 namespace {
@@ -105,9 +105,9 @@ BENCHMARK(BM_ReserveRelease);
 
 // Schedule() of an empty closure until it has run. Arg: num_threads.
 void BM_ThreadPoolSchedule(benchmark::State& state) {
-  ThreadPool::Options options;
+  common::ThreadPool::Options options;
   options.num_threads = static_cast<int>(state.range(0));
-  auto pool = ThreadPool::Create(options);
+  auto pool = common::ThreadPool::Create(options);
   if (!pool.ok()) {
     state.SkipWithError(pool.status().ToString().c_str());
     return;

@@ -440,7 +440,9 @@ TEST(BatchQueueTest, CancelledTaskIsDroppedAtFormation) {
   EXPECT_EQ(drops[0].code, absl::StatusCode::kCancelled);
 }
 
-TEST(BatchQueueTest, DrainRunsQueuedAndRunningTasksAndRefusesNewOnes) {
+// Regression test: a request admitted before the drain but still being prepared when it started
+// used to be dropped with UNAVAILABLE while the drain reported success.
+TEST(BatchQueueTest, DrainRunsQueuedRunningAndAdmittedTasksAndRefusesNewOnes) {
   BatchQueueOptions options = Options(2, absl::Seconds(10));
   Harness h(options);
   h.CloseGate();
@@ -456,18 +458,15 @@ TEST(BatchQueueTest, DrainRunsQueuedAndRunningTasksAndRefusesNewOnes) {
   std::thread drainer([&] { drained = h.queue().Drain(drain_deadline); });
   ASSERT_TRUE(h.clock().BlockUntilWaiter(drain_deadline));
   EXPECT_EQ(h.queue().Reserve().status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(h.queue().Reserve().status().message(), "queue of model m is draining");
   h.queue().Schedule(*std::move(pending),
                      std::make_unique<TestTask>(5, absl::InfiniteFuture(), nullptr));
-  std::vector<Drop> drops = h.Drops();
-  ASSERT_EQ(drops.size(), 1u);
-  EXPECT_EQ(drops[0].id, 5);
-  EXPECT_EQ(drops[0].code, absl::StatusCode::kUnavailable);
-  EXPECT_EQ(drops[0].message, "queue of model m is draining");
+  EXPECT_TRUE(h.Drops().empty());
 
   h.OpenGate();  // queued tasks go without waiting 10 s for company
   drainer.join();
   EXPECT_TRUE(drained.ok()) << drained;
-  EXPECT_THAT(h.Batches(), ElementsAre(ElementsAre(0, 1), ElementsAre(2, 3), ElementsAre(4)));
+  EXPECT_THAT(h.Batches(), ElementsAre(ElementsAre(0, 1), ElementsAre(2, 3), ElementsAre(4, 5)));
   std::vector<int> delivered = h.AllDelivered();
   std::sort(delivered.begin(), delivered.end());
   EXPECT_THAT(delivered, ElementsAre(0, 1, 2, 3, 4, 5));
@@ -502,6 +501,28 @@ TEST(BatchQueueTest, DrainDeadlineDropsQueuedTasksAndWaitsForRunningOnes) {
     EXPECT_EQ(drops[i].code, absl::StatusCode::kUnavailable);
   }
   EXPECT_EQ(h.queue().Drain(absl::InfiniteFuture()).code(), absl::StatusCode::kDeadlineExceeded);
+}
+
+TEST(BatchQueueTest, DrainWaitsForAdmittedSlotsUntilItsDeadlineThenRefusesThem) {
+  Harness h(Options(2, absl::Hours(1)));
+  absl::StatusOr<BatchReservation> pending = h.queue().Reserve();  // never prepared in time
+  ASSERT_TRUE(pending.ok());
+  const absl::Time drain_deadline = kStart + absl::Seconds(5);
+  absl::Status drained;
+  std::thread drainer([&] { drained = h.queue().Drain(drain_deadline); });
+  ASSERT_TRUE(h.clock().BlockUntilWaiter(drain_deadline));
+  h.clock().Advance(absl::Seconds(5));
+  drainer.join();
+  EXPECT_EQ(drained.code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_THAT(drained.message(), HasSubstr("0 queued requests were dropped, 1 still being prepared"));
+  h.queue().Schedule(*std::move(pending),
+                     std::make_unique<TestTask>(7, absl::InfiniteFuture(), nullptr));
+  std::vector<Drop> drops = h.Drops();
+  ASSERT_EQ(drops.size(), 1u);
+  EXPECT_EQ(drops[0].id, 7);
+  EXPECT_EQ(drops[0].code, absl::StatusCode::kUnavailable);
+  EXPECT_THAT(drops[0].message, HasSubstr("shut down before the request could run"));
+  EXPECT_TRUE(h.Batches().empty());
 }
 
 TEST(BatchQueueTest, DestructorDropsQueuedTasksAndWaitsForRunningBatch) {

@@ -5,6 +5,7 @@
 #include <fstream>
 #include <limits>
 #include <map>
+#include <optional>
 #include <sstream>
 #include <thread>
 #include <vector>
@@ -15,8 +16,11 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/file_io.h"
 #include "google/protobuf/io/tokenizer.h"
 #include "google/protobuf/text_format.h"
+#include "models/placement.h"
+#include "models/registry.h"
 
 namespace iis {
 namespace {
@@ -63,17 +67,6 @@ std::string Unreadable(const std::string& path) {
   return std::strerror(errno);
 }
 
-bool IsValidDevice(absl::string_view device) {
-  if (device == "auto" || device == "cpu" || device == "cuda") return true;
-  if (!absl::StartsWith(device, "cuda:")) return false;
-  device.remove_prefix(5);
-  if (device.empty() || device.size() > 3) return false;
-  for (char c : device) {
-    if (!absl::ascii_isdigit(static_cast<unsigned char>(c))) return false;
-  }
-  return true;
-}
-
 // Accumulates validation problems.
 class Problems {
  public:
@@ -96,49 +89,41 @@ void CheckReadable(const std::string& field, const std::string& path, Problems& 
   if (!reason.empty()) problems.Add(field, ": cannot read \"", path, "\": ", reason);
 }
 
-void ValidateBatching(const std::string& prefix, const BatchingConfig& b, Problems& problems) {
-  if (b.max_batch_size() < 1) {
-    problems.Add(prefix, "max_batch_size must be >= 1, got ", b.max_batch_size());
-  }
-  if (b.max_queue_delay_us() < 0) {
-    problems.Add(prefix, "max_queue_delay_us must be >= 0, got ", b.max_queue_delay_us());
-  }
-  if (b.max_queue_size() < 1) {
-    problems.Add(prefix, "max_queue_size must be >= 1, got ", b.max_queue_size());
-  }
-  for (int j = 0; j < b.preferred_batch_sizes_size(); ++j) {
-    const int size = b.preferred_batch_sizes(j);
-    if (size < 1 || size > b.max_batch_size()) {
-      problems.Add(prefix, "preferred_batch_sizes[", j,
-                   "] must be in [1, max_batch_size = ", b.max_batch_size(), "], got ", size);
-    }
-    if (j > 0 && size <= b.preferred_batch_sizes(j - 1)) {
-      problems.Add(prefix, "preferred_batch_sizes must be ascending, got ",
-                   b.preferred_batch_sizes(j - 1), " before ", size);
+void ValidateBatching(const std::string& prefix, const ModelConfig& model, Problems& problems) {
+  const BatchingConfig& batching = model.batching();
+  for (const BatchQueueOptionProblem& p : FindBatchQueueOptionProblems(BatchQueueOptionsFor(model))) {
+    // The configuration spells two of the queue's options differently.
+    if (p.field == "num_instances") {
+      problems.Add(prefix, "instances must be ", p.must_be, ", got ", p.got);
+    } else if (p.field == "max_queue_delay") {
+      problems.Add(prefix, "batching.max_queue_delay_us must be ", p.must_be, ", got ",
+                   batching.max_queue_delay_us());
+    } else {
+      problems.Add(prefix, "batching.", p.field, " must be ", p.must_be, ", got ", p.got);
     }
   }
+}
+
+// Returns the task of a registered architecture, or nullopt.
+std::optional<Task> TaskOf(const std::string& architecture) {
+  const models::Architecture* arch = models::FindArchitecture(architecture);
+  if (arch == nullptr) return std::nullopt;
+  return arch->task;
 }
 
 }  // namespace
 
-absl::StatusOr<Task> TaskOfArchitecture(absl::string_view architecture) {
-  if (absl::StartsWith(architecture, "internimage_")) return Task::kClassification;
-  if (absl::StartsWith(architecture, "mask_rcnn_")) return Task::kDetection;
-  if (absl::StartsWith(architecture, "upernet_")) return Task::kSegmentation;
-  return absl::InvalidArgumentError(absl::StrCat(
-      "\"", architecture,
-      "\" is not a known architecture family: expected a name starting with "
-      "internimage_ (classification), mask_rcnn_ (detection) or upernet_ (segmentation)"));
-}
-
-bool IsValidModelName(absl::string_view name) {
-  if (name.empty() || name.size() > 128) return false;
-  for (char c : name) {
-    if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '_' && c != '-') {
-      return false;
-    }
-  }
-  return true;
+BatchQueueOptions BatchQueueOptionsFor(const ModelConfig& model) {
+  BatchQueueOptions options;
+  options.name = model.name();
+  const BatchingConfig& batching = model.batching();
+  options.max_batch_size = batching.max_batch_size();
+  options.max_queue_delay = absl::Microseconds(batching.max_queue_delay_us());
+  options.preferred_batch_sizes.assign(batching.preferred_batch_sizes().begin(),
+                                       batching.preferred_batch_sizes().end());
+  options.max_queue_size = batching.max_queue_size();
+  options.num_instances = model.instances();
+  return options;
 }
 
 absl::StatusOr<HostPort> SplitListenAddress(absl::string_view address) {
@@ -186,17 +171,9 @@ absl::StatusOr<ServerConfig> ParseServerConfig(absl::string_view text) {
 }
 
 absl::StatusOr<ServerConfig> LoadServerConfigFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in.is_open()) {
-    const int error = errno;
-    const std::string message =
-        absl::StrCat("cannot read configuration file \"", path, "\": ", std::strerror(error));
-    if (error == EACCES) return absl::PermissionDeniedError(message);
-    return absl::NotFoundError(message);
-  }
-  std::stringstream text;
-  text << in.rdbuf();
-  absl::StatusOr<ServerConfig> config = ParseServerConfig(text.str());
+  absl::StatusOr<std::string> text = common::ReadFile("configuration file", path);
+  if (!text.ok()) return text.status();
+  absl::StatusOr<ServerConfig> config = ParseServerConfig(*text);
   if (!config.ok()) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": ", config.status().message()));
   }
@@ -220,8 +197,9 @@ void ApplyConfigDefaults(ServerConfig* config) {
     if (model.warmup_iterations() == 0) model.set_warmup_iterations(1);
     BatchingConfig* batching = model.mutable_batching();
     if (batching->max_batch_size() == 0) {
-      const absl::StatusOr<Task> task = TaskOfArchitecture(model.architecture());
-      batching->set_max_batch_size(task.ok() && *task != Task::kClassification ? 2 : 8);
+      const models::Architecture* arch = models::FindArchitecture(model.architecture());
+      // An unknown architecture fails validation; its batch size only needs to be valid.
+      batching->set_max_batch_size(arch != nullptr ? arch->default_max_batch_size : 1);
     }
     if (batching->max_queue_delay_us() == 0)
       batching->set_max_queue_delay_us(kDefaultMaxQueueDelayUs);
@@ -232,8 +210,7 @@ void ApplyConfigDefaults(ServerConfig* config) {
     ModelConfig* first = nullptr;
     bool has_default = false;
     for (ModelConfig& model : *config->mutable_models()) {
-      const absl::StatusOr<Task> model_task = TaskOfArchitecture(model.architecture());
-      if (!model_task.ok() || *model_task != task) continue;
+      if (TaskOf(model.architecture()) != task) continue;
       if (first == nullptr) first = &model;
       has_default |= model.default_for_task();
     }
@@ -304,11 +281,15 @@ absl::Status ValidateServerConfig(const ServerConfig& config) {
   for (int i = 0; i < config.models_size(); ++i) {
     const ModelConfig& model = config.models(i);
     const std::string prefix = absl::StrCat("models[", i, "].");
-    const absl::StatusOr<Task> task = TaskOfArchitecture(model.architecture());
+    const std::optional<Task> task = TaskOf(model.architecture());
     if (model.architecture().empty()) {
       problems.Add(prefix, "architecture is required");
-    } else if (!task.ok()) {
-      problems.Add(prefix, "architecture ", task.status().message());
+    } else if (!task.has_value()) {
+      problems.Add(prefix, "architecture \"", absl::CHexEscape(model.architecture()),
+                   "\" is not a known architecture family: expected one of ",
+                   models::ArchitectureNames(Task::kClassification), " (classification), ",
+                   models::ArchitectureNames(Task::kDetection), " (detection), ",
+                   models::ArchitectureNames(Task::kSegmentation), " (segmentation)");
     }
     if (!IsValidModelName(model.name())) {
       problems.Add(prefix, "name must be 1 to 128 characters of [A-Za-z0-9._-], got \"",
@@ -322,27 +303,27 @@ absl::Status ValidateServerConfig(const ServerConfig& config) {
                    absl::CHexEscape(model.version()), "\"");
     }
     if (!model.weights().empty()) CheckReadable(prefix + "weights", model.weights(), problems);
-    if (!IsValidDevice(model.device())) {
+    const std::optional<models::DeviceSpec> device = models::ParseDevice(model.device());
+    if (!device.has_value()) {
       problems.Add(prefix, "device must be \"auto\", \"cpu\", \"cuda\" or \"cuda:N\", got \"",
                    absl::CHexEscape(model.device()), "\"");
     }
-    if (model.instances() < 1) {
-      problems.Add(prefix, "instances must be >= 1, got ", model.instances());
-    }
-    if (model.precision() != "float32" && model.precision() != "float16" &&
-        model.precision() != "bfloat16") {
+    const std::optional<models::Precision> precision = models::ParsePrecision(model.precision());
+    if (!precision.has_value()) {
       problems.Add(prefix, "precision must be \"float32\", \"float16\" or \"bfloat16\", got \"",
                    absl::CHexEscape(model.precision()), "\"");
-    } else if (model.precision() != "float32" && model.device() == "cpu") {
-      problems.Add(prefix, "precision ", model.precision(), " needs a CUDA device, but ", prefix,
-                   "device is \"cpu\"");
+    } else if (device.has_value()) {
+      if (const std::string problem = models::PrecisionProblem(*precision, device->kind);
+          !problem.empty()) {
+        problems.Add(prefix, problem, ", but ", prefix, "device is \"", model.device(), "\"");
+      }
     }
     if (model.warmup_iterations() < -1) {
       problems.Add(prefix, "warmup_iterations must be -1 (none) or >= 1, got ",
                    model.warmup_iterations());
     }
-    ValidateBatching(prefix + "batching.", model.batching(), problems);
-    if (task.ok() && model.default_for_task()) {
+    ValidateBatching(prefix, model, problems);
+    if (task.has_value() && model.default_for_task()) {
       if (auto [it, inserted] = defaults.emplace(*task, i); !inserted) {
         problems.Add(prefix, "default_for_task: models[", it->second, "] (\"",
                      config.models(it->second).name(), "\") is already the default ",

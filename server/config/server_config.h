@@ -16,7 +16,8 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "internimage/serving/v1/server_config.pb.h"
-#include "server/engine/engine.h"
+#include "server/batching/batch_queue.h"
+#include "server/engine/model_catalog.h"
 
 namespace iis {
 
@@ -45,15 +46,6 @@ struct HostPort {
   int port = 0;
 };
 
-// Returns the task an architecture serves, decided by its name prefix: internimage_*
-// classification, mask_rcnn_* detection, upernet_* segmentation. Errors: INVALID_ARGUMENT naming
-// the expected prefixes.
-absl::StatusOr<Task> TaskOfArchitecture(absl::string_view architecture);
-
-// Returns true for a valid model name: 1 to 128 characters of [A-Za-z0-9._-]. The front end
-// applies the same rule to the names clients send.
-bool IsValidModelName(absl::string_view name);
-
 // Splits "host:port" or "[v6 host]:port" (port 0..65535). Errors: INVALID_ARGUMENT.
 absl::StatusOr<HostPort> SplitListenAddress(absl::string_view address);
 
@@ -68,10 +60,16 @@ absl::StatusOr<ServerConfig> ParseServerConfig(absl::string_view text);
 // read (message names the path and the system error), INVALID_ARGUMENT as ParseServerConfig.
 absl::StatusOr<ServerConfig> LoadServerConfigFile(const std::string& path);
 
+// Returns the batch queue options of `model`: its batching settings and one batch thread per
+// instance (num_instances = instances). The one conversion; FindBatchQueueOptionProblems checks
+// the result both in ValidateServerConfig and when the runtime creates the queue.
+BatchQueueOptions BatchQueueOptionsFor(const internimage::serving::v1::ModelConfig& model);
+
 // Replaces every zero value by the default server_config.proto documents for it (listen address,
 // metrics port, the three default models, per-model name/version/device/instances/precision/
-// batching by task/warm-up, limits, drain grace, thread counts) and marks the first model of
-// each task as its default when no model of that task asks to be. Idempotent.
+// batching (the architecture's default batch size, models/registry.h)/warm-up, limits, drain
+// grace, thread counts) and marks the first model of each task as its default when no model of
+// that task asks to be. Idempotent.
 void ApplyConfigDefaults(ServerConfig* config);
 
 // Applies `overrides` to `config` (call after ApplyConfigDefaults). Errors: INVALID_ARGUMENT when

@@ -246,12 +246,17 @@ TEST(ServerConfigTest, EveryValidationErrorNamesItsField) {
        "models[0].batching.max_queue_size must be >= 1, got -5"},
       {R"(models { architecture: "internimage_t_1k_224"
                    batching { max_batch_size: 8 preferred_batch_sizes: [4, 2] } })",
-       "models[0].batching.preferred_batch_sizes must be ascending, got 4 before 2"},
+       "models[0].batching.preferred_batch_sizes[1] must be greater than the size before it (4): "
+       "the sizes are ascending, got 2"},
+      {R"(models { architecture: "internimage_t_1k_224" instances: 300 })",
+       "models[0].instances must be <= 256, got 300"},
       {R"(models { architecture: "internimage_t_1k_224"
                    batching { max_batch_size: 8 preferred_batch_sizes: [4, 16] } })",
        "models[0].batching.preferred_batch_sizes[1] must be in [1, max_batch_size = 8], got 16"},
-      {R"(models { architecture: "upernet_a" name: "s1" default_for_task: true }
-          models { architecture: "upernet_b" name: "s2" default_for_task: true })",
+      {R"(models { architecture: "upernet_internimage_t_512_160k_ade20k" name: "s1"
+                   default_for_task: true }
+          models { architecture: "upernet_internimage_s_512_160k_ade20k" name: "s2"
+                   default_for_task: true })",
        "models[1].default_for_task: models[0] (\"s1\") is already the default segmentation "
        "model"},
       {R"(limits { max_message_bytes: -1 })",
@@ -286,22 +291,50 @@ TEST(ServerConfigTest, ReportsEveryProblemAtOnce) {
               Not(HasSubstr("must")));
 }
 
-TEST(ServerConfigTest, TaskOfArchitectureByPrefix) {
-  EXPECT_EQ(*TaskOfArchitecture("internimage_xl_22kto1k_384"), Task::kClassification);
-  EXPECT_EQ(*TaskOfArchitecture("mask_rcnn_internimage_b_fpn_3x_coco"), Task::kDetection);
-  EXPECT_EQ(*TaskOfArchitecture("upernet_internimage_l_640_160k_ade20k"), Task::kSegmentation);
-  EXPECT_EQ(TaskOfArchitecture("cascade_internimage").status().code(),
-            absl::StatusCode::kInvalidArgument);
+TEST(ServerConfigTest, TasksAndBatchDefaultsComeFromTheRegistry) {
+  absl::StatusOr<ServerConfig> config = ParseServerConfig(R"pb(
+    models { architecture: "upernet_internimage_l_640_160k_ade20k" }
+    models { architecture: "internimage_xl_22kto1k_384" }
+    models { architecture: "mask_rcnn_internimage_b_fpn_3x_coco" }
+    models { architecture: "upernet_internimage_t_512_160k_ade20k" }
+  )pb");
+  ASSERT_TRUE(config.ok()) << config.status();
+  ApplyConfigDefaults(&*config);
+  ASSERT_TRUE(ValidateServerConfig(*config).ok()) << ValidateServerConfig(*config);
+  const int batch[] = {2, 8, 2, 2};
+  const bool is_default[] = {true, true, true, false};  // the first of each task
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_EQ(config->models(i).batching().max_batch_size(), batch[i]) << i;
+    EXPECT_EQ(config->models(i).default_for_task(), is_default[i]) << i;
+  }
+  // A name that only looks like an architecture is refused with the registered ones listed.
+  const std::string errors = ValidationErrors(R"(models { architecture: "cascade_internimage" })");
+  EXPECT_THAT(errors, AllOf(HasSubstr("\"cascade_internimage\" is not a known architecture"),
+                            HasSubstr("internimage_t_1k_224"),
+                            HasSubstr("mask_rcnn_internimage_t_fpn_1x_coco")));
 }
 
-TEST(ServerConfigTest, ModelNamesAndAddresses) {
-  EXPECT_TRUE(IsValidModelName("internimage_t_1k_224"));
-  EXPECT_TRUE(IsValidModelName("a.b-c_9"));
-  EXPECT_FALSE(IsValidModelName(""));
-  EXPECT_FALSE(IsValidModelName("a/b"));
-  EXPECT_FALSE(IsValidModelName(std::string(129, 'a')));
-  EXPECT_TRUE(IsValidModelName(std::string(128, 'a')));
+TEST(ServerConfigTest, BatchQueueOptionsForMirrorsTheModelConfiguration) {
+  ServerConfig config;
+  auto* model = config.add_models();
+  model->set_name("m");
+  model->set_instances(3);
+  model->mutable_batching()->set_max_batch_size(16);
+  model->mutable_batching()->set_max_queue_delay_us(2500);
+  model->mutable_batching()->add_preferred_batch_sizes(4);
+  model->mutable_batching()->add_preferred_batch_sizes(8);
+  model->mutable_batching()->set_max_queue_size(40);
+  const BatchQueueOptions options = BatchQueueOptionsFor(*model);
+  EXPECT_EQ(options.name, "m");
+  EXPECT_EQ(options.num_instances, 3);
+  EXPECT_EQ(options.max_batch_size, 16);
+  EXPECT_EQ(options.max_queue_delay, absl::Microseconds(2500));
+  EXPECT_EQ(options.preferred_batch_sizes, (std::vector<int>{4, 8}));
+  EXPECT_EQ(options.max_queue_size, 40);
+  EXPECT_TRUE(ValidateBatchQueueOptions(options).ok());
+}
 
+TEST(ServerConfigTest, Addresses) {
   absl::StatusOr<HostPort> v4 = SplitListenAddress("0.0.0.0:50051");
   ASSERT_TRUE(v4.ok());
   EXPECT_EQ(v4->host, "0.0.0.0");

@@ -18,13 +18,13 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "models/task.h"
 
 namespace iis {
 
-enum class Task { kClassification, kDetection, kSegmentation };
-
-// Returns "classification", "detection" or "segmentation".
-std::string_view TaskName(Task task);
+// The task type the whole C++ code shares (models/task.h).
+using models::Task;
+using models::TaskName;
 
 // One input image. `bytes` points into memory the submitter keeps alive until `done` has been
 // called (the front end points into the gRPC request message), so images are never copied.
@@ -40,8 +40,11 @@ struct ImageInput {
   int width = 0;
 };
 
+// How many classes a classification answer lists when the request leaves top_k at 0.
+inline constexpr int kDefaultTopK = 5;
+
 struct ClassifyOptions {
-  int top_k = 5;  // 1 .. number of classes (validated by the front end)
+  int top_k = 0;  // 0: kDefaultTopK (at most the number of classes); else 1 .. number of classes
 };
 struct DetectOptions {
   float score_threshold = 0.0f;  // 0: the model's own (0.05); otherwise strictly-greater filter
@@ -113,7 +116,10 @@ struct InferenceResponse {
 // One unit of work. Owned by the engine after Submit().
 struct InferenceRequest {
   Task task = Task::kClassification;
-  std::string model;  // empty: the task's default model
+  // A served model of `task` (front ends resolve names with ModelCatalog::Resolve; the engine
+  // checks the same way and answers NOT_FOUND / INVALID_ARGUMENT otherwise). Empty: the task's
+  // default model.
+  std::string model;
   ImageInput image;
   TaskOptions options;
   absl::Time arrival = absl::Now();
@@ -165,9 +171,6 @@ class Engine {
 
   // Returns one model's metadata, or NOT_FOUND.
   virtual absl::StatusOr<ModelMetadata> GetModel(std::string_view name) const = 0;
-
-  // Returns the name of the default model of `task`, or NOT_FOUND when no model serves it.
-  virtual absl::StatusOr<std::string> DefaultModel(Task task) const = 0;
 
   // Stops taking work (Submit answers UNAVAILABLE from now on) and waits up to `grace` for
   // requests already accepted to finish; those still running after that complete with

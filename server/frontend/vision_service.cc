@@ -7,20 +7,16 @@
 #include <variant>
 #include <vector>
 
-#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/clock.h"
-#include "server/config/server_config.h"
 #include "server/frontend/status_util.h"
 
 namespace iis {
 namespace {
 
 namespace pb = ::internimage::serving::v1;
-
-constexpr int kDefaultTopK = 5;
 
 pb::Task ToProtoTask(Task task) {
   switch (task) {
@@ -66,17 +62,6 @@ void FillModelInfo(const ModelMetadata& model, pb::ModelInfo* info) {
   batching->set_max_queue_size(model.batching.max_queue_size);
   info->set_real_weights(model.real_weights);
   info->set_weights_source(model.weights_source);
-}
-
-// Quotes a client-supplied string for an error message: escaped and at most 64 bytes.
-std::string Quote(absl::string_view s) {
-  constexpr size_t kMax = 64;
-  return absl::StrCat("\"", absl::CHexEscape(s.substr(0, kMax)), s.size() > kMax ? "...\"" : "\"");
-}
-
-absl::Status InvalidModelName(absl::string_view field, absl::string_view name) {
-  return absl::InvalidArgumentError(
-      absl::StrCat(field, " must be 1 to 128 characters of [A-Za-z0-9._-], got ", Quote(name)));
 }
 
 absl::Status ResultMismatch(absl::string_view method) {
@@ -229,16 +214,7 @@ VisionService::VisionService(const ImageLimits& limits, Metrics* metrics)
 VisionService::~VisionService() = default;
 
 absl::Status VisionService::AttachEngine(Engine* engine) {
-  auto attached = std::make_unique<Attached>();
-  attached->engine = engine;
-  std::vector<std::string> names;
-  for (const ModelMetadata& model : engine->ListModels()) {
-    ModelEntry entry{model.name, model.task, static_cast<int>(model.class_names.size()),
-                     model.input_width, model.input_height};
-    attached->models.emplace(model.name, std::move(entry));
-    names.push_back(model.name);
-  }
-  attached->served_names = absl::StrJoin(names, ", ");
+  auto attached = std::make_unique<Attached>(Attached{engine, ModelCatalog(engine->ListModels())});
   const Attached* expected = nullptr;
   if (!attached_.compare_exchange_strong(expected, attached.get())) {
     return absl::FailedPreconditionError("an engine is already attached");
@@ -264,35 +240,18 @@ absl::StatusOr<const VisionService::Attached*> VisionService::Ready() const {
   return attached;
 }
 
-absl::StatusOr<const VisionService::ModelEntry*> VisionService::ResolveModel(
-    const Attached& attached, Task task, const std::string& name, Call& call) const {
-  std::string resolved = name;
-  if (name.empty()) {
-    absl::StatusOr<std::string> default_model = attached.engine->DefaultModel(task);
-    if (!default_model.ok()) {
-      return absl::NotFoundError(
-          absl::StrCat("no served model does ", std::string(TaskName(task))));
-    }
-    resolved = *std::move(default_model);
-  } else if (!IsValidModelName(name)) {
-    return InvalidModelName("model", name);
-  }
-  auto it = attached.models.find(resolved);
-  if (it == attached.models.end()) {
-    return absl::NotFoundError(absl::StrCat(
-        "model ", Quote(resolved), " is not served; served models: ", attached.served_names));
-  }
-  call.set_model(it->second.name);
-  if (it->second.task != task) {
-    return absl::InvalidArgumentError(absl::StrCat("model ", resolved, " serves ",
-                                                   std::string(TaskName(it->second.task)), ", not ",
-                                                   std::string(TaskName(task))));
-  }
-  return &it->second;
+absl::StatusOr<const ModelMetadata*> VisionService::ResolveModel(const Attached& attached,
+                                                                 Task task,
+                                                                 const std::string& name,
+                                                                 Call& call) const {
+  const ModelMetadata* served = nullptr;
+  absl::StatusOr<const ModelMetadata*> model = attached.catalog.Resolve(task, name, &served);
+  if (served != nullptr) call.set_model(served->name);
+  return model;
 }
 
 absl::StatusOr<ImageInput> VisionService::ToImageInput(const pb::Image& image,
-                                                       const ModelEntry& model) const {
+                                                       const ModelMetadata& model) const {
   ImageInput input;
   switch (image.source_case()) {
     case pb::Image::kEncoded: {
@@ -376,11 +335,11 @@ grpc::ServerUnaryReactor* VisionService::Classify(grpc::CallbackServerContext* c
   Call call(this, context, "Classify");
   absl::StatusOr<const Attached*> attached = Ready();
   if (!attached.ok()) return call.Finish(attached.status());
-  absl::StatusOr<const ModelEntry*> model =
+  absl::StatusOr<const ModelMetadata*> model =
       ResolveModel(**attached, Task::kClassification, request->model(), call);
   if (!model.ok()) return call.Finish(model.status());
 
-  const int num_classes = (*model)->num_classes;
+  const int num_classes = static_cast<int>((*model)->class_names.size());
   if (request->top_k() < 0 || request->top_k() > num_classes) {
     return call.Finish(
         absl::InvalidArgumentError(absl::StrCat("top_k must be in [0, ", num_classes, "] (0 means ",
@@ -393,8 +352,7 @@ grpc::ServerUnaryReactor* VisionService::Classify(grpc::CallbackServerContext* c
   work->task = Task::kClassification;
   work->model = (*model)->name;
   work->image = *image;
-  work->options = ClassifyOptions{request->top_k() > 0 ? request->top_k()
-                                                       : std::min(kDefaultTopK, num_classes)};
+  work->options = ClassifyOptions{request->top_k()};
   return call.Submit((*attached)->engine, std::move(work),
                      [response](const InferenceResponse& answer) -> absl::Status {
                        absl::StatusOr<const ClassifyResult*> result =
@@ -412,7 +370,7 @@ grpc::ServerUnaryReactor* VisionService::Detect(grpc::CallbackServerContext* con
   Call call(this, context, "Detect");
   absl::StatusOr<const Attached*> attached = Ready();
   if (!attached.ok()) return call.Finish(attached.status());
-  absl::StatusOr<const ModelEntry*> model =
+  absl::StatusOr<const ModelMetadata*> model =
       ResolveModel(**attached, Task::kDetection, request->model(), call);
   if (!model.ok()) return call.Finish(model.status());
 
@@ -457,7 +415,7 @@ grpc::ServerUnaryReactor* VisionService::Segment(grpc::CallbackServerContext* co
   Call call(this, context, "Segment");
   absl::StatusOr<const Attached*> attached = Ready();
   if (!attached.ok()) return call.Finish(attached.status());
-  absl::StatusOr<const ModelEntry*> model =
+  absl::StatusOr<const ModelMetadata*> model =
       ResolveModel(**attached, Task::kSegmentation, request->model(), call);
   if (!model.ok()) return call.Finish(model.status());
 
@@ -501,15 +459,10 @@ grpc::ServerUnaryReactor* VisionService::GetModel(grpc::CallbackServerContext* c
   if (request->name().empty()) {
     return call.Finish(absl::InvalidArgumentError("name is required (a served model name)"));
   }
-  if (!IsValidModelName(request->name())) {
-    return call.Finish(InvalidModelName("name", request->name()));
-  }
-  if (!(*attached)->models.contains(request->name())) {
-    return call.Finish(absl::NotFoundError(
-        absl::StrCat("model ", Quote(request->name()),
-                     " is not served; served models: ", (*attached)->served_names)));
-  }
-  call.set_model(request->name());
+  absl::StatusOr<const ModelMetadata*> served =
+      (*attached)->catalog.Find(request->name(), /*field=*/"name");
+  if (!served.ok()) return call.Finish(served.status());
+  call.set_model((*served)->name);
   absl::StatusOr<ModelMetadata> model = (*attached)->engine->GetModel(request->name());
   if (!model.ok()) return call.Finish(model.status());
   FillModelInfo(*model, response);

@@ -27,13 +27,13 @@
 #include <string>
 
 #include "absl/base/thread_annotations.h"
-#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "internimage/serving/v1/vision.grpc.pb.h"
 #include "server/engine/engine.h"
+#include "server/engine/model_catalog.h"
 #include "server/frontend/image_header.h"
 #include "server/metrics/metrics.h"
 
@@ -79,19 +79,10 @@ class VisionService final : public internimage::serving::v1::VisionService::Call
                                      internimage::serving::v1::ModelInfo* response) override;
 
  private:
-  // What a handler needs to know about a served model, read once at AttachEngine.
-  struct ModelEntry {
-    std::string name;
-    Task task = Task::kClassification;
-    int num_classes = 0;
-    int input_width = 0;
-    int input_height = 0;
-  };
   // The attached engine and its models; immutable once published.
   struct Attached {
     Engine* engine = nullptr;
-    absl::flat_hash_map<std::string, ModelEntry> models;
-    std::string served_names;  // "a, b, c" for NOT_FOUND messages
+    ModelCatalog catalog;
   };
   class Call;
   class Reactor;
@@ -100,11 +91,11 @@ class VisionService final : public internimage::serving::v1::VisionService::Call
   absl::StatusOr<const Attached*> Ready() const;
   // Returns the served model `name` selects for `task` (empty: the task's default) and makes it
   // the call's metrics label as soon as it is known to be served (also when its task is wrong).
-  absl::StatusOr<const ModelEntry*> ResolveModel(const Attached& attached, Task task,
-                                                 const std::string& name, Call& call) const;
+  absl::StatusOr<const ModelMetadata*> ResolveModel(const Attached& attached, Task task,
+                                                    const std::string& name, Call& call) const;
   // Checks `image` against the model and the limits and returns the engine's view of it.
   absl::StatusOr<ImageInput> ToImageInput(const internimage::serving::v1::Image& image,
-                                          const ModelEntry& model) const;
+                                          const ModelMetadata& model) const;
 
   const ImageLimits limits_;
   Metrics* const metrics_;

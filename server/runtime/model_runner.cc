@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "server/config/server_config.h"
 #include "server/runtime/postprocess.h"
 
 namespace iis::runtime {
@@ -70,7 +71,7 @@ absl::StatusOr<models::NormalizedImage> PrepareImage(const ImageInput& in, Task 
 
 }  // namespace
 
-ModelRunner::ModelRunner(LoadedModel model, ThreadPool* pool, Metrics* metrics)
+ModelRunner::ModelRunner(LoadedModel model, common::ThreadPool* pool, Metrics* metrics)
     : model_(std::move(model)), pool_(pool), metrics_(metrics->ForModel(model_.metadata.name)) {}
 
 ModelRunner::~ModelRunner() {
@@ -78,16 +79,11 @@ ModelRunner::~ModelRunner() {
 }
 
 absl::StatusOr<std::unique_ptr<ModelRunner>> ModelRunner::Create(
-    LoadedModel model, const internimage::serving::v1::BatchingConfig& batching, ThreadPool* pool,
-    Metrics* metrics) {
+    LoadedModel model, const internimage::serving::v1::ModelConfig& config,
+    common::ThreadPool* pool, Metrics* metrics) {
   std::unique_ptr<ModelRunner> runner(new ModelRunner(std::move(model), pool, metrics));
-  BatchQueueOptions options;
+  BatchQueueOptions options = BatchQueueOptionsFor(config);
   options.name = runner->model_.metadata.name;
-  options.max_batch_size = batching.max_batch_size();
-  options.max_queue_delay = absl::Microseconds(batching.max_queue_delay_us());
-  options.preferred_batch_sizes.assign(batching.preferred_batch_sizes().begin(),
-                                       batching.preferred_batch_sizes().end());
-  options.max_queue_size = batching.max_queue_size();
   options.num_instances = static_cast<int>(runner->model_.instances.size());
   // A lone request does not wait for company that is not coming (see the option).
   options.delay_only_while_tasks_are_reserved = true;
@@ -154,11 +150,10 @@ void ModelRunner::Submit(std::unique_ptr<InferenceRequest> request) {
   metrics_->AddQueueDepth(1);
   auto task = std::make_unique<Job>();
   task->request = std::move(request);
-  // The pool runs the CPU-heavy decode and resize, never the batch threads. (The pool takes
-  // copyable functions: the move-only slot and job travel in a shared holder.)
-  auto work = std::make_shared<std::pair<BatchReservation, std::unique_ptr<Job>>>(
-      *std::move(slot), std::move(task));
-  pool_->Schedule([this, work] { Preprocess(std::move(work->first), std::move(work->second)); });
+  // The pool runs the CPU-heavy decode and resize, never the batch threads.
+  pool_->Schedule([this, slot = *std::move(slot), task = std::move(task)]() mutable {
+    Preprocess(std::move(slot), std::move(task));
+  });
 }
 
 void ModelRunner::Preprocess(BatchReservation reservation, std::unique_ptr<Job> task) {
@@ -226,11 +221,10 @@ void ModelRunner::ProcessBatch(int instance, std::vector<std::unique_ptr<Job>> b
       batch[i]->request->done(errors[i]);
       continue;
     }
-    auto work = std::make_shared<std::pair<std::unique_ptr<Job>, NetworkOutput>>(
-        std::move(batch[i]), std::move(outputs[i]));
-    pool_->Schedule([this, work, start, end, n] {
-      Complete(std::move(work->first), std::move(work->second), start, end, n);
-    });
+    pool_->Schedule(
+        [this, task = std::move(batch[i]), output = std::move(outputs[i]), start, end, n]() mutable {
+          Complete(std::move(task), std::move(output), start, end, n);
+        });
   }
 }
 
@@ -247,7 +241,7 @@ void ModelRunner::Complete(std::unique_ptr<Job> task, NetworkOutput output,
     switch (md.task) {
       case Task::kClassification: {
         const auto* o = std::get_if<ClassifyOptions>(&req.options);
-        response.result = TopClasses(output.classification, o ? o->top_k : 5, md.class_names);
+        response.result = TopClasses(output.classification, o ? o->top_k : 0, md.class_names);
         break;
       }
       case Task::kDetection: {

@@ -17,7 +17,7 @@
 #include "absl/time/time.h"
 #include "internimage/serving/v1/server_config.pb.h"
 #include "server/batching/batch_queue.h"
-#include "server/batching/thread_pool.h"
+#include "common/thread_pool.h"
 #include "server/engine/engine.h"
 #include "server/metrics/metrics.h"
 #include "server/runtime/network.h"
@@ -26,11 +26,12 @@ namespace iis::runtime {
 
 class ModelRunner {
  public:
-  // Takes `model` and starts one batch thread per instance. `pool` and `metrics` must outlive the
-  // runner. Errors: INVALID_ARGUMENT for batching options the queue rejects.
+  // Takes `model` and starts one batch thread per instance, batching as `config` says
+  // (BatchQueueOptionsFor). `pool` and `metrics` must outlive the runner. Errors:
+  // INVALID_ARGUMENT for batching options the queue rejects.
   static absl::StatusOr<std::unique_ptr<ModelRunner>> Create(
-      LoadedModel model, const internimage::serving::v1::BatchingConfig& batching,
-      ThreadPool* pool, Metrics* metrics);
+      LoadedModel model, const internimage::serving::v1::ModelConfig& config,
+      common::ThreadPool* pool, Metrics* metrics);
   ~ModelRunner();
 
   const ModelMetadata& metadata() const { return model_.metadata; }
@@ -47,7 +48,7 @@ class ModelRunner {
 
  private:
   struct Job;
-  ModelRunner(LoadedModel model, ThreadPool* pool, Metrics* metrics);
+  ModelRunner(LoadedModel model, common::ThreadPool* pool, Metrics* metrics);
   void Preprocess(BatchReservation reservation, std::unique_ptr<Job> task);
   void ProcessBatch(int instance, std::vector<std::unique_ptr<Job>> batch);
   void Drop(std::unique_ptr<Job> task, absl::Status status);
@@ -58,7 +59,7 @@ class ModelRunner {
                                         std::vector<absl::Status>* errors);
 
   LoadedModel model_;
-  ThreadPool* const pool_;
+  common::ThreadPool* const pool_;
   ModelMetrics* const metrics_;
   std::unique_ptr<BatchQueue<Job>> queue_;
 };

@@ -1,10 +1,13 @@
-// One execution instance of a served model, as the runtime's batch threads see it.
+// One execution instance of a served model, as the runtime's batch threads see it, and a loaded
+// model as the runtime core receives it from its model loader.
 //
-// The implementations (server/runtime/networks.cc) wrap the LibTorch models of models/; this header
-// is torch-free so the batching and request plumbing of the runtime compile without LibTorch.
+// Interfaces only: the LibTorch implementations are in server/runtime/libtorch_backend.cc, the
+// tests' fakes in server/runtime/testing/fake_network.h. This header is torch-free so the runtime
+// core (batching, request plumbing) builds and is tested without LibTorch.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -72,25 +75,12 @@ struct LoadedModel {
   std::vector<std::unique_ptr<Network>> instances;
 };
 
-// Builds the model of `config` (defaults applied): architecture, weights (file or seeded random,
-// with a warning in the log), device placement ("auto" picks CUDA when present), precision, one
-// Network per instance (CPU instances share one set of weights). Errors: INVALID_ARGUMENT
-// (unknown architecture, device or precision not available), NOT_FOUND (weights file missing),
-// FAILED_PRECONDITION (weights do not fit the model; the message lists the names), INTERNAL.
-absl::StatusOr<LoadedModel> LoadModel(const internimage::serving::v1::ModelConfig& config);
-
-// Sets the number of intra-op threads CPU forward passes use (0: all cores).
-void SetCpuInferenceThreads(int threads);
-
-// One CUDA device's memory as LibTorch's caching allocator sees it.
-struct GpuMemoryUse {
-  std::string device;  // "cuda:N"
-  int64_t allocated_bytes = 0;
-  int64_t reserved_bytes = 0;
-};
-
-// Returns the memory in use on every CUDA device, or nothing when LibTorch has no CUDA.
-// Thread-safe.
-std::vector<GpuMemoryUse> SampleGpuMemory();
+// Builds the model of `config` (defaults applied): architecture, weights, device placement,
+// precision, one Network per instance. The runtime core calls it once per configured model, on the
+// thread that creates the engine. Errors it should use: INVALID_ARGUMENT (unknown architecture,
+// device or precision not available), NOT_FOUND (weights file missing), FAILED_PRECONDITION
+// (weights do not fit the model), INTERNAL.
+using ModelLoader =
+    std::function<absl::StatusOr<LoadedModel>(const internimage::serving::v1::ModelConfig&)>;
 
 }  // namespace iis::runtime

@@ -14,7 +14,7 @@ namespace iis::runtime {
 ClassifyResult TopClasses(const ClassificationOutput& output, int top_k,
                           const std::vector<std::string>& class_names) {
   const auto& p = output.probabilities;
-  const int k = std::clamp<int>(top_k, 0, static_cast<int>(p.size()));
+  const int k = std::clamp<int>(top_k > 0 ? top_k : kDefaultTopK, 0, static_cast<int>(p.size()));
   std::vector<int> order(p.size());
   std::iota(order.begin(), order.end(), 0);
   std::partial_sort(order.begin(), order.begin() + k, order.end(),
@@ -56,10 +56,6 @@ SegmentResult ToSegmentResult(const SegmentationOutput& output, bool counts_only
   }
   return result;
 }
-
-}  // namespace iis::runtime
-
-namespace iis::runtime {
 
 DetectResult ToDetectResult(const DetectionOutput& output, const DetectOptions& options,
                             const std::vector<std::string>& class_names) {

@@ -10,7 +10,8 @@
 
 namespace iis::runtime {
 
-// Returns the `top_k` most probable classes, best first (ties: lower class id first).
+// Returns the `top_k` most probable classes, best first (ties: lower class id first); top_k 0
+// means kDefaultTopK (engine.h), and no more classes than there are are returned.
 ClassifyResult TopClasses(const ClassificationOutput& output, int top_k,
                           const std::vector<std::string>& class_names);
 

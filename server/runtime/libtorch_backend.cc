@@ -1,37 +1,37 @@
-// The LibTorch side of the runtime: building models and running their forward passes.
+// The LibTorch side of the runtime: building the models of models/ and running their forward
+// passes (server/runtime/libtorch_backend.h).
+#include "server/runtime/libtorch_backend.h"
+
 #include <ATen/ATen.h>
 #include <ATen/Context.h>
 #include <ATen/Parallel.h>
 
-#include <condition_variable>
-#include <cstring>
-#include <deque>
 #include <filesystem>
-#include <functional>
-#include <future>
-#include <mutex>
-#include <thread>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <variant>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "common/logging.h"
+#include "common/thread_pool.h"
 #include "models/classification/classifier.h"
 #include "models/dense_batch.h"
 #include "models/detection/mask_rcnn.h"
+#include "models/placement.h"
+#include "models/preprocess/preprocess.h"
 #include "models/registry.h"
 #include "models/segmentation/upernet.h"
 #include "models/weights.h"
 #include "opencv2/core/utility.hpp"
+#include "ops/ops_registry.h"
 
 #if defined(IIS_RUNTIME_WITH_CUDA)
 #include <c10/cuda/CUDACachingAllocator.h>
 #endif
-#include "server/common/logging.h"
-#include "server/runtime/network.h"
 
 namespace iis::runtime {
 namespace {
@@ -61,58 +61,24 @@ std::vector<models::DenseImageMeta> Metas(const std::vector<NetworkInput>& batch
 // cores, libgomp then stops spinning at its barriers and every one of the ~300 parallel regions of
 // an InternImage-T forward pays for futex sleeps: batch-1 latency went from 34 to 50 ms. One
 // executor thread keeps a single team. Forwards of different CPU models are serialised by it,
-// which costs nothing on a machine whose cores one forward already keeps busy. Thread-safe.
-class CpuExecutor {
- public:
-  static CpuExecutor& Get() {
-    static CpuExecutor* executor = new CpuExecutor();  // never destroyed: lives until exit
-    return *executor;
-  }
-
-  // Runs `fn` on the executor thread and returns its result (or rethrows its exception). Calls
-  // from the executor thread itself run inline.
-  template <typename Fn>
-  auto Run(Fn&& fn) -> decltype(fn()) {
-    using Result = decltype(fn());
-    if (std::this_thread::get_id() == thread_.get_id()) return fn();
-    std::packaged_task<Result()> task(std::forward<Fn>(fn));
-    std::future<Result> result = task.get_future();
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      queue_.emplace_back([&task] { task(); });
-    }
-    cv_.notify_one();
-    return result.get();
-  }
-
- private:
-  CpuExecutor() : thread_([this] { Loop(); }) {}
-
-  void Loop() {
-    at::init_num_threads();
-    while (true) {
-      std::function<void()> job;
-      {
-        std::unique_lock<std::mutex> lock(mu_);
-        cv_.wait(lock, [this] { return !queue_.empty(); });
-        job = std::move(queue_.front());
-        queue_.pop_front();
-      }
-      job();
-    }
-  }
-
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<std::function<void()>> queue_;
-  std::thread thread_;
-};
+// which costs nothing on a machine whose cores one forward already keeps busy. Thread-safe; lives
+// until the process exits.
+common::ThreadPool& CpuExecutor() {
+  static common::ThreadPool* executor = [] {
+    common::ThreadPool::Options options;
+    options.num_threads = 1;
+    common::ThreadPool* pool = common::ThreadPool::Create(options).value().release();
+    pool->Schedule([] { at::init_num_threads(); });
+    return pool;
+  }();
+  return *executor;
+}
 
 // Runs `fn` where LibTorch work for `device` belongs: the CPU executor, or the calling thread for
 // CUDA devices (their forwards do not compete for OpenMP teams).
 template <typename Fn>
 auto OnDevice(const at::Device& device, Fn&& fn) -> decltype(fn()) {
-  if (device.is_cpu()) return CpuExecutor::Get().Run(std::forward<Fn>(fn));
+  if (device.is_cpu()) return CpuExecutor().RunAndWait(std::forward<Fn>(fn));
   return fn();
 }
 
@@ -235,40 +201,49 @@ class SegmentationNetwork final : public Network {
   int divisor_;
 };
 
-absl::StatusOr<at::Device> ResolveDevice(const std::string& spec, int instance) {
+// Returns the device instance `instance` of a model placed at `spec` runs on ("auto": CUDA when
+// present, else the CPU; "cuda" without an index: instances spread over the GPUs). Errors:
+// INVALID_ARGUMENT when the device does not exist here.
+absl::StatusOr<at::Device> ResolveDevice(const models::DeviceSpec& spec, const std::string& text,
+                                         int instance) {
   const int gpus = at::hasCUDA() ? static_cast<int>(at::getNumGPUs()) : 0;
-  if (spec.empty() || spec == "auto") {
-    if (gpus == 0) return at::Device(at::kCPU);
-    return at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(instance % gpus));
+  switch (spec.kind) {
+    case models::DeviceSpec::Kind::kCpu:
+      return at::Device(at::kCPU);
+    case models::DeviceSpec::Kind::kAuto:
+      if (gpus == 0) return at::Device(at::kCPU);
+      return at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(instance % gpus));
+    case models::DeviceSpec::Kind::kCuda:
+      break;
   }
-  if (spec == "cpu") return at::Device(at::kCPU);
-  if (spec == "cuda" || spec.rfind("cuda:", 0) == 0) {
-    if (gpus == 0) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("device \"", spec, "\" requested but this build/machine has no CUDA device"));
-    }
-    if (spec == "cuda") return at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(instance % gpus));
-    const int index = std::atoi(spec.c_str() + 5);
-    if (index < 0 || index >= gpus) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("device \"", spec, "\" does not exist (", gpus, " CUDA devices)"));
-    }
-    return at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(index));
+  if (gpus == 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("device \"", text, "\" requested but this build/machine has no CUDA device"));
   }
-  return absl::InvalidArgumentError(
-      absl::StrCat("unknown device \"", spec, "\" (expected cpu, cuda, cuda:N or auto)"));
+  if (spec.index < 0) return at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(instance % gpus));
+  if (spec.index >= gpus) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("device \"", text, "\" does not exist (", gpus, " CUDA devices)"));
+  }
+  return at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(spec.index));
 }
 
-absl::StatusOr<at::ScalarType> ResolvePrecision(const std::string& p, const at::Device& device) {
-  if (p.empty() || p == "float32") return at::kFloat;
-  if (p != "float16" && p != "bfloat16") {
-    return absl::InvalidArgumentError(
-        absl::StrCat("unknown precision \"", p, "\" (expected float32, float16 or bfloat16)"));
+// Returns the LibTorch dtype of `precision` on `device`. Errors: INVALID_ARGUMENT when the
+// precision cannot run there (models::PrecisionProblem).
+absl::StatusOr<at::ScalarType> ResolvePrecision(models::Precision precision,
+                                                const at::Device& device) {
+  const std::string problem = models::PrecisionProblem(
+      precision, device.is_cuda() ? models::DeviceSpec::Kind::kCuda : models::DeviceSpec::Kind::kCpu);
+  if (!problem.empty()) return absl::InvalidArgumentError(problem);
+  switch (precision) {
+    case models::Precision::kFloat16:
+      return at::kHalf;
+    case models::Precision::kBFloat16:
+      return at::kBFloat16;
+    case models::Precision::kFloat32:
+      break;
   }
-  if (!device.is_cuda()) {
-    return absl::InvalidArgumentError(absl::StrCat("precision ", p, " needs a CUDA device"));
-  }
-  return p == "float16" ? at::kHalf : at::kBFloat16;
+  return at::kFloat;
 }
 
 // Fills `module` from the configured weights, or with seeded random ones (warning in the log).
@@ -277,7 +252,7 @@ absl::StatusOr<models::WeightsOrigin> FillWeights(torch::nn::Module& module,
                                                   const models::LoadRules& rules) {
   if (config.weights().empty()) {
     models::WeightsOrigin origin = models::RandomWeights(module, config.random_seed());
-    Log(LogSeverity::kWarning,
+    common::Log(common::LogSeverity::kWarning,
         absl::StrCat("model \"", config.name(), "\" (", config.architecture(),
                      ") has no weights file: it runs on ", origin.description,
                      " and its answers are meaningless"));
@@ -293,15 +268,15 @@ absl::StatusOr<models::WeightsOrigin> FillWeights(torch::nn::Module& module,
   }
 }
 
-}  // namespace
-
-std::vector<GpuMemoryUse> SampleGpuMemory() {
-  std::vector<GpuMemoryUse> out;
+// Returns the memory LibTorch's caching allocator holds on every CUDA device (nothing without a
+// CUDA LibTorch).
+std::vector<Metrics::GpuMemory> SampleGpuMemory() {
+  std::vector<Metrics::GpuMemory> out;
 #if defined(IIS_RUNTIME_WITH_CUDA)
   const int gpus = at::hasCUDA() ? static_cast<int>(at::getNumGPUs()) : 0;
   for (int d = 0; d < gpus; ++d) {
     const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(d);
-    GpuMemoryUse use;
+    Metrics::GpuMemory use;
     use.device = "cuda:" + std::to_string(d);
     use.allocated_bytes = stats.allocated_bytes[0].current;  // [0]: StatType::AGGREGATE
     use.reserved_bytes = stats.reserved_bytes[0].current;
@@ -311,15 +286,6 @@ std::vector<GpuMemoryUse> SampleGpuMemory() {
   return out;
 }
 
-void SetCpuInferenceThreads(int threads) {
-  if (threads > 0) at::set_num_threads(threads);
-  // Preprocessing runs one image per worker thread; OpenCV's own (TBB) threads would only add
-  // more threads competing for the cores the forward passes use.
-  cv::setNumThreads(1);
-}
-
-namespace {
-
 // Builds one `Model` per device for the instances of `config` (CPU instances share one: the
 // forward is reentrant), filled with the configured weights (or seeded random ones) and prepared,
 // and appends a `Net(model, device, net_args...)` per instance to `loaded`.
@@ -327,12 +293,20 @@ template <typename Model, typename Net, typename... NetArgs>
 absl::Status BuildInstances(const ModelConfig& config, const models::Architecture& arch,
                             const models::LoadRules& rules, LoadedModel* loaded,
                             NetArgs... net_args) {
+  const std::optional<models::DeviceSpec> spec = models::ParseDevice(config.device());
+  const std::optional<models::Precision> precision = models::ParsePrecision(config.precision());
+  if (!spec.has_value() || !precision.has_value()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("device \"", config.device(), "\" or precision \"", config.precision(),
+                     "\" is not valid (expected ", std::string(models::kDeviceSyntax), "; ",
+                     std::string(models::kPrecisionSyntax), ")"));
+  }
   const int instances = std::max(1, config.instances());
   std::map<std::string, std::shared_ptr<const Model>> per_device;
   for (int i = 0; i < instances; ++i) {
-    auto device = ResolveDevice(config.device(), i);
+    auto device = ResolveDevice(*spec, config.device(), i);
     if (!device.ok()) return device.status();
-    auto dtype = ResolvePrecision(config.precision(), *device);
+    auto dtype = ResolvePrecision(*precision, *device);
     if (!dtype.ok()) return dtype.status();
     const std::string name = device->str();
     if (!per_device.count(name)) {
@@ -359,8 +333,8 @@ absl::Status BuildInstances(const ModelConfig& config, const models::Architectur
   return absl::OkStatus();
 }
 
-}  // namespace
 
+// Builds the model of `config` (see ModelLoader).
 absl::StatusOr<LoadedModel> LoadModel(const ModelConfig& config) {
   const models::Architecture* arch = models::FindArchitecture(config.architecture());
   if (arch == nullptr) {
@@ -372,36 +346,27 @@ absl::StatusOr<LoadedModel> LoadModel(const ModelConfig& config) {
   md.name = config.name();
   md.architecture = arch->name;
   md.version = config.version();
+  md.task = arch->task;
   md.class_names = *arch->class_names;
   md.precision = config.precision().empty() ? "float32" : config.precision();
-  models::preprocess::PreprocessSpec& spec = loaded.preprocess;
-  if (arch->task == models::ModelTask::kClassification) {
+  loaded.preprocess = models::preprocess::SpecFor(*arch);
+  if (arch->task == Task::kClassification) {
     md.input_width = md.input_height = arch->input_size;
-    spec.kind = models::preprocess::PreprocessKind::kClassification;
-    spec.size = arch->input_size;
   } else {
     md.input_width = arch->scale_long;
     md.input_height = arch->scale_short;
-    spec.kind = arch->task == models::ModelTask::kDetection ? models::preprocess::PreprocessKind::kDetection
-                                                           : models::preprocess::PreprocessKind::kSegmentation;
-    spec.scale_long = arch->scale_long;
-    spec.scale_short = arch->scale_short;
-    spec.size_divisor = arch->size_divisor;
   }
   try {
     absl::Status status;
     switch (arch->task) {
-      case models::ModelTask::kClassification:
-        md.task = Task::kClassification;
+      case Task::kClassification:
         status = BuildInstances<models::classification::Classifier, ClassificationNetwork>(config, *arch, {}, &loaded);
         break;
-      case models::ModelTask::kDetection:
-        md.task = Task::kDetection;
+      case Task::kDetection:
         status = BuildInstances<models::detection::MaskRcnn, DetectionNetwork>(
             config, *arch, {}, &loaded, arch->size_divisor);
         break;
-      case models::ModelTask::kSegmentation:
-        md.task = Task::kSegmentation;
+      case Task::kSegmentation:
         status = BuildInstances<models::segmentation::UperNet, SegmentationNetwork>(
             config, *arch, models::segmentation::UperNet::CheckpointRules(), &loaded,
             arch->size_divisor);
@@ -415,6 +380,31 @@ absl::StatusOr<LoadedModel> LoadModel(const ModelConfig& config) {
     return absl::InternalError(absl::StrCat("building model \"", config.name(), "\" failed: ", e.what()));
   }
   return loaded;
+}
+
+}  // namespace
+
+RuntimeBackend LibTorchBackend(int cpu_inference_threads) {
+  if (cpu_inference_threads > 0) at::set_num_threads(cpu_inference_threads);
+  // Preprocessing runs one image per worker thread; OpenCV's own (TBB) threads would only add
+  // more threads competing for the cores the forward passes use.
+  cv::setNumThreads(1);
+  RuntimeBackend backend;
+  backend.load_model = [](const ModelConfig& config) -> absl::StatusOr<LoadedModel> {
+    // A libiis_ops linked without its kernels fails here, before any model is built.
+    static const absl::Status ops = [] {
+      try {
+        ops::CheckOpsRegistered();
+        return absl::OkStatus();
+      } catch (const c10::Error& e) {
+        return absl::InternalError(e.what_without_backtrace());
+      }
+    }();
+    if (!ops.ok()) return ops;
+    return LoadModel(config);
+  };
+  backend.sample_gpu_memory = SampleGpuMemory;
+  return backend;
 }
 
 }  // namespace iis::runtime

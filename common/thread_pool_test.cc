@@ -1,7 +1,9 @@
-#include "server/batching/thread_pool.h"
+#include "common/thread_pool.h"
 
 #include <atomic>
 #include <memory>
+#include <stdexcept>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -10,7 +12,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
-namespace iis {
+namespace iis::common {
 namespace {
 
 using ::testing::HasSubstr;
@@ -93,5 +95,49 @@ TEST(ThreadPoolTest, DestructorFinishesWorkScheduledByWorkers) {
   EXPECT_EQ(ran, 20);
 }
 
+TEST(ThreadPoolTest, SchedulesMoveOnlyClosures) {
+  std::atomic<int> seen{0};
+  {
+    std::unique_ptr<ThreadPool> pool = MakePool(1);
+    ASSERT_NE(pool, nullptr);
+    auto value = std::make_unique<int>(7);
+    pool->Schedule([value = std::move(value), &seen] { seen = *value; });
+  }
+  EXPECT_EQ(seen, 7);
+}
+
+TEST(ThreadPoolTest, RunAndWaitReturnsTheResultFromAWorker) {
+  std::unique_ptr<ThreadPool> pool = MakePool(1);
+  ASSERT_NE(pool, nullptr);
+  EXPECT_FALSE(pool->IsWorkerThread());
+  const std::thread::id caller = std::this_thread::get_id();
+  std::thread::id ran_on;
+  const int result = pool->RunAndWait([&] {
+    ran_on = std::this_thread::get_id();
+    return 42;
+  });
+  EXPECT_EQ(result, 42);
+  EXPECT_NE(ran_on, caller);
+}
+
+TEST(ThreadPoolTest, RunAndWaitFromAWorkerRunsInline) {
+  std::unique_ptr<ThreadPool> pool = MakePool(1);
+  ASSERT_NE(pool, nullptr);
+  // On a one-thread pool a nested RunAndWait that queued its work would wait for itself forever.
+  const int result = pool->RunAndWait([&] {
+    EXPECT_TRUE(pool->IsWorkerThread());
+    return pool->RunAndWait([] { return 5; }) + 1;
+  });
+  EXPECT_EQ(result, 6);
+}
+
+TEST(ThreadPoolTest, RunAndWaitRethrowsWhatTheClosureThrew) {
+  std::unique_ptr<ThreadPool> pool = MakePool(1);
+  ASSERT_NE(pool, nullptr);
+  EXPECT_THROW(pool->RunAndWait([]() -> int { throw std::runtime_error("boom"); }),
+               std::runtime_error);
+  EXPECT_EQ(pool->RunAndWait([] { return 1; }), 1);  // the worker survived
+}
+
 }  // namespace
-}  // namespace iis
+}  // namespace iis::common

@@ -1,4 +1,4 @@
-#include "server/common/logging.h"
+#include "common/logging.h"
 
 #include <unistd.h>
 
@@ -8,7 +8,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 
-namespace iis {
+namespace iis::common {
 
 void Log(LogSeverity severity, absl::string_view message) {
   const char letter = severity == LogSeverity::kInfo      ? 'I'
@@ -22,4 +22,4 @@ void Log(LogSeverity severity, absl::string_view message) {
   (void)written;
 }
 
-}  // namespace iis
+}  // namespace iis::common

@@ -1,9 +1,10 @@
 // Minimal start-up and lifecycle logging of the server binaries (stderr, one line per message).
+// (Debian 12's abseil has no absl/log; glog would be a second logging style for one function.)
 #pragma once
 
 #include "absl/strings/string_view.h"
 
-namespace iis {
+namespace iis::common {
 
 enum class LogSeverity { kInfo, kWarning, kError };
 
@@ -11,4 +12,4 @@ enum class LogSeverity { kInfo, kWarning, kError };
 // stderr as one write, so lines from several threads never interleave. Thread-safe.
 void Log(LogSeverity severity, absl::string_view message);
 
-}  // namespace iis
+}  // namespace iis::common

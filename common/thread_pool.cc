@@ -1,11 +1,17 @@
-#include "server/batching/thread_pool.h"
+#include "common/thread_pool.h"
 
 #include <utility>
 
 #include "absl/memory/memory.h"
 #include "absl/strings/str_cat.h"
 
-namespace iis {
+namespace iis::common {
+namespace {
+
+// The pool whose worker the current thread is (null on other threads).
+thread_local const ThreadPool* tls_worker_of = nullptr;
+
+}  // namespace
 
 absl::StatusOr<std::unique_ptr<ThreadPool>> ThreadPool::Create(const Options& options) {
   if (options.num_threads < 1 || options.num_threads > Options::kMaxThreads) {
@@ -29,15 +35,18 @@ ThreadPool::~ThreadPool() {
   for (std::thread& thread : threads_) thread.join();
 }
 
-void ThreadPool::Schedule(std::function<void()> fn) {
+void ThreadPool::Schedule(Closure fn) {
   if (!fn) return;
   absl::MutexLock lock(&mu_);
   queue_.push_back(std::move(fn));
 }
 
+bool ThreadPool::IsWorkerThread() const { return tls_worker_of == this; }
+
 void ThreadPool::Work() {
+  tls_worker_of = this;
   for (;;) {
-    std::function<void()> fn;
+    Closure fn;
     {
       absl::MutexLock lock(&mu_);
       auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -48,8 +57,8 @@ void ThreadPool::Work() {
       fn = std::move(queue_.front());
       queue_.pop_front();
     }
-    fn();
+    std::move(fn)();
   }
 }
 
-}  // namespace iis
+}  // namespace iis::common
