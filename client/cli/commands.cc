@@ -16,18 +16,19 @@
 #include "client/common/channel.h"
 #include "client/common/exit_codes.h"
 #include "client/common/images.h"
-#include "client/common/json_writer.h"
 #include "common/file_io.h"
 #include "google/protobuf/util/json_util.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "grpcpp/client_context.h"
 #include "internimage/serving/v1/vision.grpc.pb.h"
+#include "nlohmann/json.hpp"
 
 namespace iis::client {
 namespace {
 
 namespace fs = std::filesystem;
 namespace pb = ::internimage::serving::v1;
+using Json = ::nlohmann::ordered_json;  // keys stay in the order they are written
 using ::grpc::health::v1::HealthCheckRequest;
 using ::grpc::health::v1::HealthCheckResponse;
 
@@ -132,25 +133,32 @@ std::string ModelsTable(const pb::ListModelsResponse& response) {
                      {false, false, false, false, false, false, true, false, false, true, false});
 }
 
-std::string ToJson(const google::protobuf::Message& message) {
+// The protobuf JSON form of `message` (proto field names, fields at their defaults included), as
+// a JSON value; null if protobuf cannot print it.
+Json ToJson(const google::protobuf::Message& message) {
   google::protobuf::util::JsonPrintOptions options;
-  options.add_whitespace = true;
   options.preserve_proto_field_names = true;
   options.always_print_primitive_fields = true;
   std::string json;
-  if (!google::protobuf::util::MessageToJsonString(message, &json, options).ok()) return "null";
-  return json;
+  if (!google::protobuf::util::MessageToJsonString(message, &json, options).ok()) return nullptr;
+  Json value = Json::parse(json, nullptr, /*allow_exceptions=*/false);
+  return value.is_discarded() ? Json(nullptr) : value;
 }
 
-// Writes "ok": false and the error of one image; `local` marks a failure before any call (the
-// file could not be read or decoded).
-void AddError(JsonWriter& json, grpc::StatusCode code, absl::string_view message, bool local) {
-  json.Key("ok").Bool(false);
-  json.Key("error").BeginObject();
-  json.Key("code").String(StatusCodeName(code));
-  json.Key("message").String(message);
-  json.Key("local").Bool(local);
-  json.EndObject();
+// The --json document as printed: indented by two spaces, one trailing newline. Bytes that are
+// not UTF-8 (a file name, a server message) become U+FFFD, so the output is always valid JSON.
+std::string DumpJson(const Json& document) {
+  return document.dump(2, ' ', /*ensure_ascii=*/false, Json::error_handler_t::replace) + "\n";
+}
+
+// Sets "ok": false and the error of one image in `result`; `local` marks a failure before any
+// call (the file could not be read or decoded).
+void AddError(Json& result, grpc::StatusCode code, absl::string_view message, bool local) {
+  result["ok"] = false;
+  Json& error = result["error"];
+  error["code"] = StatusCodeName(code);
+  error["message"] = std::string(message);
+  error["local"] = local;
 }
 
 void PrintRpcError(std::ostream& err, absl::string_view what, const grpc::Status& status) {
@@ -186,12 +194,11 @@ int RunModels(const CliConfig& config, const std::shared_ptr<grpc::Channel>& cha
     return ExitCodeForRpc(status.error_code());
   }
   if (config.json) {
-    JsonWriter json;
-    json.BeginObject().Key("target").String(config.channel.target);
-    json.Key("models").BeginArray();
-    for (const pb::ModelInfo& model : response.models()) json.Raw(ToJson(model));
-    json.EndArray().EndObject();
-    out << json.str();
+    Json document;
+    document["target"] = config.channel.target;
+    Json& models = document["models"] = Json::array();
+    for (const pb::ModelInfo& model : response.models()) models.push_back(ToJson(model));
+    out << DumpJson(document);
   } else {
     out << ModelsTable(response);
   }
@@ -213,13 +220,11 @@ int RunHealth(const CliConfig& config, const std::shared_ptr<grpc::Channel>& cha
   }
   const std::string name = HealthCheckResponse::ServingStatus_Name(response.status());
   if (config.json) {
-    JsonWriter json;
-    json.BeginObject();
-    json.Key("target").String(config.channel.target);
-    json.Key("service").String(config.health_service);
-    json.Key("status").String(name);
-    json.EndObject();
-    out << json.str();
+    Json document;
+    document["target"] = config.channel.target;
+    document["service"] = config.health_service;
+    document["status"] = name;
+    out << DumpJson(document);
   } else {
     out << config.channel.target << ": " << name << "\n";
   }
@@ -302,11 +307,10 @@ int RunInference(const CliConfig& config, const std::shared_ptr<grpc::Channel>& 
   }
   const std::string command(VisionTaskName(TaskOfCommand(config.command)));
   auto stub = pb::VisionService::NewStub(channel);
-  JsonWriter json;
-  json.BeginObject();
-  json.Key("command").String(command);
-  json.Key("target").String(config.channel.target);
-  json.Key("results").BeginArray();
+  Json document;
+  document["command"] = command;
+  document["target"] = config.channel.target;
+  Json& results = document["results"] = Json::array();
   int exit_code = kExitOk;
   auto fail = [&exit_code](int code) {
     if (exit_code == kExitOk) exit_code = code;
@@ -314,7 +318,8 @@ int RunInference(const CliConfig& config, const std::shared_ptr<grpc::Channel>& 
   std::set<std::string> used_names;
   for (size_t i = 0; i < files->size(); ++i) {
     const std::string& file = (*files)[i];
-    json.BeginObject().Key("file").String(file);
+    Json& result = results.emplace_back();
+    result["file"] = file;
     auto bytes = common::ReadFile("image", file);
     cv::Mat decoded;
     absl::Status local = bytes.status();
@@ -329,8 +334,7 @@ int RunInference(const CliConfig& config, const std::shared_ptr<grpc::Channel>& 
     }
     if (!local.ok()) {
       err << file << ": " << local.message() << "\n";
-      AddError(json, static_cast<grpc::StatusCode>(local.code()), local.message(), true);
-      json.EndObject();
+      AddError(result, static_cast<grpc::StatusCode>(local.code()), local.message(), true);
       fail(kExitIo);
       continue;
     }
@@ -345,8 +349,7 @@ int RunInference(const CliConfig& config, const std::shared_ptr<grpc::Channel>& 
     const Answer answer = Call(*stub, config, image);
     if (!answer.status.ok()) {
       PrintRpcError(err, file, answer.status);
-      AddError(json, answer.status.error_code(), answer.status.error_message(), false);
-      json.EndObject();
+      AddError(result, answer.status.error_code(), answer.status.error_message(), false);
       fail(ExitCodeForRpc(answer.status.error_code()));
       if (answer.status.error_code() == grpc::StatusCode::UNAVAILABLE && i + 1 < files->size()) {
         err << "stopping: the server is unavailable; " << files->size() - i - 1
@@ -355,24 +358,23 @@ int RunInference(const CliConfig& config, const std::shared_ptr<grpc::Channel>& 
       }
       continue;
     }
-    json.Key("ok").Bool(true).Key("response").Raw(ToJson(*answer.response));
+    result["ok"] = true;
+    result["response"] = ToJson(*answer.response);
     if (!config.json) out << AnswerTable(config, file, answer);
     if (!config.visualize_dir.empty()) {
       const std::string path = VisualizationPath(config.visualize_dir, file, command, used_names);
       auto picture = Draw(config, decoded, answer);
       absl::Status written = picture.ok() ? WritePng(path, *picture) : picture.status();
       if (written.ok()) {
-        json.Key("visualization").String(path);
+        result["visualization"] = path;
         if (!config.json) out << "  picture: " << path << "\n";
       } else {
         err << file << ": --visualize: " << written.message() << "\n";
         fail(kExitIo);
       }
     }
-    json.EndObject();
   }
-  json.EndArray().EndObject();
-  if (config.json) out << json.str();
+  if (config.json) out << DumpJson(document);
   return exit_code;
 }
 

@@ -1,9 +1,13 @@
 #include "client/loadgen/report.h"
 
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
-#include "client/common/json_writer.h"
+#include "nlohmann/json.hpp"
 
 namespace iis::client {
 namespace {
@@ -107,84 +111,82 @@ std::string FormatReportTable(const RunSummary& summary, const std::vector<StepR
 }
 
 std::string FormatReportJson(const RunSummary& summary, const std::vector<StepResult>& steps) {
-  JsonWriter json;
-  json.BeginObject();
-  json.Key("tool").String("internimage-loadgen");
-  json.Key("rpc").String(summary.rpc);
-  json.Key("model").String(summary.model);
-  json.Key("targets").BeginArray();
-  for (const std::string& target : summary.targets) json.String(target);
-  json.EndArray();
-  json.Key("connections_per_target").Int(summary.connections);
-  json.Key("mode").String(summary.open_loop ? "open" : "closed");
-  if (summary.open_loop) json.Key("arrivals").String(ArrivalProcessName(summary.arrivals));
-  json.Key("warmup_s").Double(absl::ToDoubleSeconds(summary.warmup));
-  json.Key("duration_s").Double(absl::ToDoubleSeconds(summary.duration));
-  json.Key("requests_per_step").Int(summary.requests);
-  json.Key("distinct_requests").Int(summary.images);
-  json.Key("mean_request_bytes").Int(summary.mean_request_bytes);
-  json.Key("steps").BeginArray();
+  // Keys stay in the order they are written.
+  using Json = nlohmann::ordered_json;
+  // A measured value rounded to 10 significant digits: nlohmann writes the shortest text that
+  // reads back as the same double, so 0.399743 instead of 0.39974299999999996. NaN and infinities
+  // (an empty histogram's mean) pass through, and nlohmann writes them as null.
+  const auto number = [](double value) {
+    if (!std::isfinite(value)) return value;
+    char text[32];
+    std::snprintf(text, sizeof(text), "%.10g", value);
+    return std::strtod(text, nullptr);
+  };
+  Json document;
+  document["tool"] = "internimage-loadgen";
+  document["rpc"] = summary.rpc;
+  document["model"] = summary.model;
+  document["targets"] = summary.targets;
+  document["connections_per_target"] = summary.connections;
+  document["mode"] = summary.open_loop ? "open" : "closed";
+  if (summary.open_loop) document["arrivals"] = std::string(ArrivalProcessName(summary.arrivals));
+  document["warmup_s"] = number(absl::ToDoubleSeconds(summary.warmup));
+  document["duration_s"] = number(absl::ToDoubleSeconds(summary.duration));
+  document["requests_per_step"] = summary.requests;
+  document["distinct_requests"] = summary.images;
+  document["mean_request_bytes"] = summary.mean_request_bytes;
+  Json& json_steps = document["steps"] = Json::array();
   for (const StepResult& r : steps) {
-    json.BeginObject();
+    Json& step = json_steps.emplace_back();
     if (r.step.concurrency > 0) {
-      json.Key("concurrency").Int(r.step.concurrency);
+      step["concurrency"] = r.step.concurrency;
     } else {
-      json.Key("rate").Double(r.step.rate);
+      step["rate"] = number(r.step.rate);
     }
-    json.Key("requests_sent").Int(r.sent);
-    json.Key("requests_ok").Int(r.ok);
-    json.Key("requests_failed").Int(r.failed);
-    json.Key("warmup_requests").Int(r.warmup_calls);
-    json.Key("elapsed_s").Double(r.elapsed_s);
-    json.Key("throughput_rps").Double(r.throughput_rps);
-    json.Key("interrupted").Bool(r.interrupted);
-    json.Key("latency_ms").BeginObject();
-    json.Key("min").Double(Ms(r.latency.min()));
-    json.Key("mean").Double(r.latency.mean() * 1e-6);
+    step["requests_sent"] = r.sent;
+    step["requests_ok"] = r.ok;
+    step["requests_failed"] = r.failed;
+    step["warmup_requests"] = r.warmup_calls;
+    step["elapsed_s"] = number(r.elapsed_s);
+    step["throughput_rps"] = number(r.throughput_rps);
+    step["interrupted"] = r.interrupted;
+    Json& latency = step["latency_ms"];
+    latency["min"] = number(Ms(r.latency.min()));
+    latency["mean"] = number(r.latency.mean() * 1e-6);
     for (const PercentileColumn& column : ReportedPercentiles()) {
-      json.Key(column.key).Double(Ms(r.latency.ValueAtPercentile(column.percentile)));
+      latency[column.key] = number(Ms(r.latency.ValueAtPercentile(column.percentile)));
     }
-    json.Key("max").Double(Ms(r.latency.max()));
-    json.EndObject();
-    json.Key("errors").BeginObject();
-    for (const auto& [code, count] : r.errors) json.Key(code).Int(count);
-    json.EndObject();
-    json.Key("error_examples").BeginObject();
-    for (const auto& [code, text] : r.error_text) json.Key(code).String(text);
-    json.EndObject();
-    json.Key("server_timing_ms").BeginObject();
-    json.Key("answers").Int(r.server.answers);
-    json.Key("queue").Double(r.server.queue_us / 1e3);
-    json.Key("preprocess").Double(r.server.preprocess_us / 1e3);
-    json.Key("inference").Double(r.server.inference_us / 1e3);
-    json.Key("postprocess").Double(r.server.postprocess_us / 1e3);
-    json.Key("total").Double(r.server.total_us / 1e3);
-    json.Key("batch_size").Double(r.server.batch_size);
-    json.EndObject();
-    json.Key("per_target").BeginArray();
+    latency["max"] = number(Ms(r.latency.max()));
+    Json& errors = step["errors"] = Json::object();
+    for (const auto& [code, count] : r.errors) errors[code] = count;
+    Json& examples = step["error_examples"] = Json::object();
+    for (const auto& [code, text] : r.error_text) examples[code] = text;
+    Json& server = step["server_timing_ms"];
+    server["answers"] = r.server.answers;
+    server["queue"] = number(r.server.queue_us / 1e3);
+    server["preprocess"] = number(r.server.preprocess_us / 1e3);
+    server["inference"] = number(r.server.inference_us / 1e3);
+    server["postprocess"] = number(r.server.postprocess_us / 1e3);
+    server["total"] = number(r.server.total_us / 1e3);
+    server["batch_size"] = number(r.server.batch_size);
+    Json& per_target = step["per_target"] = Json::array();
     for (size_t t = 0; t < summary.targets.size(); ++t) {
-      json.BeginObject();
-      json.Key("target").String(summary.targets[t]);
-      json.Key("requests_ok").Int(r.ok_per_target[t]);
-      json.Key("requests_failed").Int(r.failed_per_target[t]);
-      json.EndObject();
+      Json& target = per_target.emplace_back();
+      target["target"] = summary.targets[t];
+      target["requests_ok"] = r.ok_per_target[t];
+      target["requests_failed"] = r.failed_per_target[t];
     }
-    json.EndArray();
     if (r.step.concurrency == 0) {
-      json.Key("send_lag_ms").BeginObject();
-      json.Key("mean").Double(r.send_lag_mean_ms);
-      json.Key("max").Double(r.send_lag_max_ms);
-      json.EndObject();
+      Json& lag = step["send_lag_ms"];
+      lag["mean"] = number(r.send_lag_mean_ms);
+      lag["max"] = number(r.send_lag_max_ms);
     }
-    json.Key("client_cpu").BeginObject();
-    json.Key("seconds").Double(r.cpu_s);
-    json.Key("ms_per_1000_requests").Double(CpuMsPerThousand(r));
-    json.EndObject();
-    json.EndObject();
+    Json& cpu = step["client_cpu"];
+    cpu["seconds"] = number(r.cpu_s);
+    cpu["ms_per_1000_requests"] = number(CpuMsPerThousand(r));
   }
-  json.EndArray();
-  json.EndObject();
-  return json.str();
+  // Bytes that are not UTF-8 (in a server's error message) become U+FFFD: always valid JSON.
+  return document.dump(2, ' ', /*ensure_ascii=*/false, Json::error_handler_t::replace) + "\n";
 }
 
 std::string FormatReportCsv(const RunSummary& summary, const std::vector<StepResult>& steps) {
