@@ -6,8 +6,9 @@
 #
 #   deploy/docker/install.sh [--copy-libs DIR] BUILD_DIR PREFIX
 #
-#   --copy-libs DIR  also copy DIR/*.so* (e.g. a downloaded LibTorch's lib/) into PREFIX/lib, for
-#                    images whose LibTorch does not come from the distribution (the GPU image).
+#   --copy-libs DIR  also copy DIR/*.so* (e.g. a LibTorch archive's lib/) into PREFIX/lib. The GPU
+#                    image does not use it: deploy/docker/torch-libs.py copies the wheel's LibTorch
+#                    and the CUDA libraries the runtime image lacks.
 #
 # Used by both runtime stages of the Dockerfile; tests/deploy/deploy_static_test.py runs it on the
 # local build. Exit status: 0 installed, 1 something is missing, 2 bad usage.

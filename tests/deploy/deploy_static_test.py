@@ -90,6 +90,45 @@ def runtime_settings(stage):
     return [(kw, rest) for kw, rest in stage["instructions"] if kw in keep]
 
 
+def normalize(name):
+    """PEP 503 project name normalisation."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def torch_requirements():
+    """Parses deploy/docker/torch-requirements.txt: {normalized name: {"version", "hashes",
+    "wheel"}}. Every entry must be `name==version` with --hash=sha256 options only (a requirement
+    file for `pip install --require-hashes`); "wheel" is the file name in the comment above it."""
+    lines = REPO.read("deploy", "docker", "torch-requirements.txt").splitlines()
+    entries, wheel, current = {}, None, ""
+    for line in lines + [""]:
+        stripped = line.strip()
+        if not current and stripped.startswith("#"):
+            comment = stripped[1:].strip()
+            wheel = comment if re.fullmatch(r"\S+\.whl", comment) else wheel
+            continue
+        if stripped.endswith("\\"):
+            current += stripped[:-1] + " "
+            continue
+        entry = (current + stripped).strip()
+        current = ""
+        if not entry:
+            continue
+        match = re.fullmatch(r"([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;]+)"
+                             r"((?:\s+--hash=sha256:[0-9a-f]{64})+)", entry)
+        if not match:
+            raise AssertionError(f"torch-requirements.txt: {entry!r} is not name==version with "
+                                 "--hash=sha256:... options")
+        name = normalize(match.group(1))
+        if name in entries:
+            raise AssertionError(f"torch-requirements.txt: {name} appears twice")
+        entries[name] = {"version": match.group(2),
+                         "hashes": re.findall(r"sha256:([0-9a-f]{64})", match.group(3)),
+                         "wheel": wheel}
+        wheel = None
+    return entries
+
+
 class DockerfileTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -99,7 +138,7 @@ class DockerfileTest(unittest.TestCase):
 
     def test_stages_and_pinned_base_images(self):
         names = [s["name"] for s in self.dockerfile.stages]
-        self.assertEqual(names, ["cpu-build", "cpu", "gpu-build", "gpu"],
+        self.assertEqual(names, ["cpu-build", "cpu", "gpu-runtime-base", "gpu-build", "gpu"],
                          "stages (the last one, gpu, is what a plain `docker build` makes)")
         for stage in self.dockerfile.stages:
             base = stage["base"]
@@ -111,32 +150,85 @@ class DockerfileTest(unittest.TestCase):
         self.assertIsNotNone(match, f"GPU build base {devel}")
         self.assertEqual(runtime, f"nvidia/cuda:{match.group(1)}-cudnn-runtime-ubuntu24.04",
                          "the GPU runtime base must match the build base")
+        self.assertEqual(self.dockerfile.stage("gpu-runtime-base")["base"], runtime)
         for name in ("cpu-build", "cpu"):
             self.assertRegex(self.dockerfile.stage(name)["base"], r"^debian:12(\.\d+)?-slim$")
 
-    def test_libtorch_is_pinned_verified_and_the_only_download(self):
+    def test_libtorch_comes_from_the_hash_pinned_wheel(self):
         stage = self.dockerfile.stage("gpu-build")
-        args = Dockerfile.stage_args(stage)
-        url, sha = args.get("LIBTORCH_URL", ""), args.get("LIBTORCH_SHA256", "")
-        self.assertRegex(url, r"^https://download\.pytorch\.org/libtorch/cu\d+/"
-                              r"libtorch-[\w-]+-2\.\d+\.\d+%2Bcu\d+\.zip$")
-        self.assertRegex(sha, r"^[0-9a-f]{64}$")
-        cuda = re.search(r"/cu(\d+)/", url).group(1)
-        devel = re.search(r"nvidia/cuda:(\d+)\.(\d+)", stage["base"])
-        self.assertEqual(cuda, devel.group(1) + devel.group(2),
-                         "LibTorch's CUDA version must be the base image's")
-        runs = " ".join(Dockerfile.values(stage, "RUN"))
-        self.assertIn('"${LIBTORCH_URL}"', runs)
-        self.assertRegex(runs,
-                         r'echo "\$\{LIBTORCH_SHA256\}  /tmp/libtorch\.zip" \| sha256sum -c -')
-        self.assertIn("-DCMAKE_PREFIX_PATH=/opt/libtorch", runs)
-        self.assertIn('-DCMAKE_CUDA_ARCHITECTURES="80;90"', runs)
+        requirements = torch_requirements()
+        self.assertRegex(requirements["torch"]["version"], r"^2\.\d+\.\d+$")
+        # The wheels' CUDA is the base images' CUDA (cuda-toolkit pins one CUDA release).
+        cuda = re.search(r"nvidia/cuda:(\d+\.\d+\.\d+)-", stage["base"]).group(1)
+        self.assertIn("cuda-toolkit", requirements, "torch's CUDA wheels are not pinned")
+        self.assertEqual(requirements["cuda-toolkit"]["version"], cuda,
+                         "the base images' CUDA release must be the one the torch wheel pins")
+        self.assertEqual(requirements["nvidia-cuda-runtime"]["version"].split(".")[:2],
+                         cuda.split(".")[:2])
+        # The requirement file travels into the stage, and the one pip install uses it with hashes.
+        copies = [c.split() for c in Dockerfile.values(stage, "COPY")]
+        (target,) = [c[-1] for c in copies if c[0] == "deploy/docker/torch-requirements.txt"]
+        runs = Dockerfile.values(stage, "RUN")
+        (pip,) = [r for r in runs if "pip install" in r]
+        self.assertEqual(pip.count("pip install"), 1, pip)
+        self.assertIn(f"-r {target}", pip)
+        self.assertIn("--require-hashes", pip)
+        self.assertIn("--only-binary=:all:", pip)
+        self.assertNotRegex(pip, r"--(extra-)?index-url|--find-links|--trusted-host|--no-deps")
+        # No other download: no curl/wget/ADD of a URL and no other pip anywhere.
         all_runs = [r for s in self.dockerfile.stages for r in Dockerfile.values(s, "RUN")]
-        downloads = [r for r in all_runs if re.search(r"\b(curl|wget) +-", r)]
-        self.assertEqual(len(downloads), 1, f"downloads outside apt: {downloads}")
+        self.assertEqual([r for r in all_runs if re.search(r"\b(curl|wget)\b", r)], [])
+        self.assertEqual([r for r in all_runs if re.search(r"\bpip3?\b", r)], [pip])
+        adds = [a for s in self.dockerfile.stages for a in Dockerfile.values(s, "ADD")]
+        self.assertEqual(adds, [])
+        # CMake finds the wheel's LibTorch: its CMake package and torch/ (find_library).
+        (build,) = [r for r in runs if "cmake -S" in r]
+        self.assertIn("torch.utils.cmake_prefix_path", build)
+        self.assertIn("os.path.dirname(torch.__file__)", build)
+        prefix = re.search(r'-DCMAKE_PREFIX_PATH="([^"]+)"', build).group(1).split(";")
+        self.assertEqual(len(prefix), 2, prefix)
+        self.assertIn('-DCMAKE_CUDA_ARCHITECTURES="80;90"', build)
+        self.assertIn("-DIIS_CUDA=ON", build)
+        self.assertIn('grep -q "LibTorch CUDA ON"', build)
+        envs = " ".join(Dockerfile.values(stage, "ENV"))
+        self.assertIn('TORCH_CUDA_ARCH_LIST="8.0 9.0"', envs)
+        # The runtime libraries: torch-libs.py against the runtime base stage's file system.
+        self.assertRegex(build, r"--mount=type=bind,from=gpu-runtime-base,target=(\S+) ")
+        runtime_root = re.search(r"--mount=type=bind,from=gpu-runtime-base,target=(\S+) ",
+                                 build).group(1)
+        self.assertIn("deploy/docker/torch-libs.py --site-packages", build)
+        self.assertIn(f"--runtime-root {runtime_root}", build)
+        self.assertIn("--prefix /opt/internimage", build)
+        self.assertFalse(os.path.exists(REPO.path("deploy", "docker", "cuda_compat.cmake")))
         for name in ("cpu-build", "gpu-build"):
             self.assertIn("-DIIS_BUILD_TESTS=OFF",
                           " ".join(Dockerfile.values(self.dockerfile.stage(name), "RUN")))
+
+    def test_torch_requirements_pin_every_package_with_a_hash(self):
+        text = REPO.read("deploy", "docker", "torch-requirements.txt")
+        requirements = torch_requirements()
+        self.assertGreater(len(requirements), 10, "torch and its dependencies (nvidia-*, ...)")
+        # One wheel per package: the file name above each entry names a CPython 3.12 (or pure
+        # Python) wheel for manylinux x86_64 (or any platform) of exactly that version.
+        for name, requirement in requirements.items():
+            self.assertEqual(len(requirement["hashes"]), 1, f"{name}: one wheel, one hash")
+            wheel = requirement["wheel"]
+            self.assertIsNotNone(wheel, f"{name}: no '# <wheel file>' comment above it")
+            parts = wheel[:-len(".whl")].split("-")
+            self.assertEqual(normalize(parts[0]), name, wheel)
+            self.assertEqual(parts[1], requirement["version"], wheel)
+            python, abi, platform = parts[-3:]
+            self.assertTrue({"cp312", "py3"} & set(python.split(".")), wheel)
+            self.assertTrue({"cp312", "abi3", "none"} & set(abi.split(".")), wheel)
+            self.assertTrue(any(p == "any" or re.fullmatch(r"manylinux\w*_x86_64", p)
+                                for p in platform.split(".")), wheel)
+        self.assertIn("nvidia-cudnn-cu13", requirements)
+        # scripts/check-libtorch2.sh reads the torch==X line the same way.
+        joined = text.replace("\\\n", " ")
+        torch_lines = [l.split("#", 1)[0].strip() for l in joined.splitlines()
+                       if re.match(r"torch\s*==", l)]
+        self.assertEqual(len(torch_lines), 1, torch_lines)
+        self.assertRegex(torch_lines[0], r"^torch==\S+ +--hash=sha256:[0-9a-f]{64}$")
 
     def test_cpu_image_installs_through_setup_script(self):
         build_runs = Dockerfile.values(self.dockerfile.stage("cpu-build"), "RUN")
@@ -264,6 +356,106 @@ class InstallTest(unittest.TestCase):
                          os.path.join(self.prefix, "bin", "internimage-server")])
         self.assertEqual(listed.returncode, 1)
         self.assertIn("libiis_ops.so", listed.stderr)
+
+
+class TorchLibsTest(unittest.TestCase):
+    """deploy/docker/torch-libs.py (the GPU image's choice of CUDA libraries) on a made-up wheel
+    installation and runtime root: small shared libraries built here with the sonames and
+    DT_NEEDED entries of the real ones."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="iis-deploy-torchlibs-")
+        cls.site = os.path.join(cls.tmp, "site-packages")
+        cls.root = os.path.join(cls.tmp, "runtime-root")
+        cls.prefix = os.path.join(cls.tmp, "opt", "internimage")
+        source = os.path.join(cls.tmp, "f.c")
+        with open(source, "w", encoding="utf-8") as f:
+            f.write("int iis_f(void) { return 1; }\n")
+
+        def library(path, soname, *needed, search=None):
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            command = ["cc", "-shared", "-fPIC", "-o", path, source, f"-Wl,-soname,{soname}",
+                       "-Wl,--no-as-needed"]
+            if search:
+                command += [f"-L{search}"]
+            command += [f"-l:{n}" for n in needed]
+            result = dc.run(command)
+            if result.returncode != 0:
+                raise AssertionError(result.stderr)
+
+        def wheel(package, version, *paths):
+            dist_info = os.path.join(cls.site, f"{package}-{version}.dist-info")
+            os.makedirs(dist_info)
+            with open(os.path.join(dist_info, "RECORD"), "w", encoding="utf-8") as f:
+                f.writelines(f"{p},sha256=x,1\n" for p in paths)
+
+        cudnn = os.path.join(cls.site, "nvidia", "cudnn", "lib")
+        cu13 = os.path.join(cls.site, "nvidia", "cu13", "lib")
+        library(os.path.join(cudnn, "libcudnn_ops.so.9"), "libcudnn_ops.so.9")
+        library(os.path.join(cudnn, "libcudnn.so.9"), "libcudnn.so.9")
+        library(os.path.join(cu13, "libcublas.so.13"), "libcublas.so.13")
+        library(os.path.join(cu13, "libcupti.so.13"), "libcupti.so.13")
+        wheel("nvidia_cudnn_cu13", "9.19.0.56", "nvidia/cudnn/lib/libcudnn.so.9",
+              "nvidia/cudnn/lib/libcudnn_ops.so.9", "nvidia/cudnn/__init__.py")
+        wheel("nvidia_cublas", "13.1.0.3", "nvidia/cu13/lib/libcublas.so.13")
+        wheel("nvidia_cuda_cupti", "13.0.85", "nvidia/cu13/lib/libcupti.so.13")
+        torch_lib = os.path.join(cls.site, "torch", "lib")
+        for name in ("libcudnn.so.9", "libcublas.so.13", "libcupti.so.13"):
+            shutil.copy(os.path.join(cudnn if "cudnn" in name else cu13, name), cls.tmp)
+        library(os.path.join(torch_lib, "libtorch_cuda.so"), "libtorch_cuda.so",
+                "libcudnn.so.9", "libcublas.so.13", "libcupti.so.13", search=cls.tmp)
+        library(os.path.join(torch_lib, "libtorch_python.so"), "libtorch_python.so")
+        # The runtime root: cuBLAS of the same release (loader directory from ld.so.conf.d), an
+        # older cuDNN, no CUPTI.
+        cuda = os.path.join(cls.root, "usr", "local", "cuda-13.0", "lib64")
+        gnu = os.path.join(cls.root, "usr", "lib", "x86_64-linux-gnu")
+        os.makedirs(os.path.join(cls.root, "etc", "ld.so.conf.d"))
+        os.makedirs(cuda)
+        os.makedirs(gnu)
+        with open(os.path.join(cls.root, "etc", "ld.so.conf"), "w", encoding="utf-8") as f:
+            f.write("include /etc/ld.so.conf.d/*.conf\n")
+        with open(os.path.join(cls.root, "etc", "ld.so.conf.d", "cuda.conf"), "w",
+                  encoding="utf-8") as f:
+            f.write("/usr/local/cuda-13.0/lib64\n")
+        for directory, real, link in ((cuda, "libcublas.so.13.1.0.3", "libcublas.so.13"),
+                                      (gnu, "libcudnn.so.9.14.0", "libcudnn.so.9")):
+            open(os.path.join(directory, real), "wb").close()
+            os.symlink(real, os.path.join(directory, link))
+        os.makedirs(os.path.join(cls.prefix, "bin"))
+        cls.result = dc.run([sys.executable, REPO.path("deploy", "docker", "torch-libs.py"),
+                             "--site-packages", cls.site, "--runtime-root", cls.root,
+                             "--prefix", cls.prefix])
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def test_ships_what_the_runtime_root_lacks_or_has_older(self):
+        self.assertEqual(self.result.returncode, 0, self.result.stdout + self.result.stderr)
+        shipped = sorted(os.listdir(os.path.join(self.prefix, "lib")))
+        # torch/lib without the Python bindings; all of cuDNN (older in the image, and its
+        # dlopen-ed libraries with it); CUPTI (missing); not cuBLAS (the same version is there).
+        self.assertEqual(shipped, ["libcudnn.so.9", "libcudnn_ops.so.9", "libcupti.so.13",
+                                   "libtorch_cuda.so"], self.result.stdout)
+        self.assertRegex(self.result.stdout, r"libcublas\.so\.13 .* image .*13\.1\.0\.3")
+        self.assertRegex(self.result.stdout, r"libcudnn\.so\.9 .* 9\.14\.0, older")
+
+
+class ScriptsTest(unittest.TestCase):
+    def test_deploy_scripts_parse(self):
+        scripts = [os.path.join(d, f) for d, _, files in os.walk(REPO.path("deploy"))
+                   for f in files if f.endswith(".sh")]
+        self.assertIn(REPO.path("deploy", "docker", "install.sh"), scripts)
+        for script in scripts:
+            self.assertTrue(os.access(script, os.X_OK), f"{script} is not executable")
+            result = dc.run(["bash", "-n", script])
+            self.assertEqual(result.returncode, 0, f"{script}: {result.stderr}")
+        for script in ("pin-torch.py", "torch-libs.py"):
+            path = REPO.path("deploy", "docker", script)
+            self.assertTrue(os.access(path, os.X_OK), f"{path} is not executable")
+            result = dc.run([sys.executable, path, "--help"])
+            self.assertEqual(result.returncode, 0, f"{path}: {result.stderr}")
 
 
 def dependency_closure(packages):
