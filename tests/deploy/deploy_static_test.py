@@ -610,6 +610,29 @@ class KubernetesTest(unittest.TestCase):
         match_labels = self.deployment["spec"]["selector"]["matchLabels"]
         self.assertEqual(match_labels.items() - labels.items(), set())
 
+    def test_one_namespace_and_network_policies(self):
+        (namespace,) = [name for kind, name in self.objects if kind == "Namespace"]
+        for (kind, name), document in self.objects.items():
+            if kind != "Namespace":
+                self.assertEqual(document["metadata"].get("namespace"), namespace,
+                                 f"{kind}/{name} is not in the namespace {namespace}")
+        policies = {name: o for (kind, name), o in self.objects.items() if kind == "NetworkPolicy"}
+        pods = {"internimage-serving": self.pod,
+                "internimage-weights-loader": self.objects[("Pod", "internimage-weights-loader")]}
+        for name, pod in pods.items():
+            labels = pod["metadata"]["labels"]
+            selecting = [p for p in policies.values()
+                         if p["spec"]["podSelector"]["matchLabels"].items() <= labels.items()]
+            self.assertEqual(len(selecting), 1, f"{name}: one NetworkPolicy must select its pods")
+            self.assertFalse(pod["spec"].get("automountServiceAccountToken", True),
+                             f"{name} mounts a service account token it never uses")
+        (policy,) = [p for p in policies.values()
+                     if p["spec"]["podSelector"]["matchLabels"].items()
+                     <= self.pod["metadata"]["labels"].items()]
+        allowed = {port["port"] for rule in policy["spec"]["ingress"] for port in rule["ports"]}
+        self.assertEqual(allowed, {p["name"] for p in self.container["ports"]},
+                         "the server's NetworkPolicy must admit exactly its container ports")
+
     def test_hpa_scales_on_metrics_the_adapter_serves(self):
         hpa = self.objects[("HorizontalPodAutoscaler", "internimage-serving")]
         target = hpa["spec"]["scaleTargetRef"]
