@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -50,6 +51,19 @@ class ZipReader {
   // Returns the bytes of `entry` as a string; same errors as ReadEntry.
   std::string ReadEntryToString(const ZipEntry& entry) const;
 
+#ifdef IIS_CHECKPOINT_ZIP_TORCH
+  // TRIAL (zip_reader_torch.cc): the same interface over LibTorch's
+  // caffe2::serialize::PyTorchStreamReader. Entries carry name, data_offset and size only (the
+  // reader exposes no CRC-32, method or flags), so nothing is checked or refused on read.
+  ~ZipReader();
+
+ private:
+  struct TorchState;
+  ReadOnlyFile file_;
+  std::vector<ZipEntry> entries_;
+  std::unordered_map<std::string, size_t> index_;
+  std::unique_ptr<TorchState> torch_;
+#else
  private:
   // Where the central directory lies, from the end-of-central-directory records.
   struct Directory {
@@ -67,6 +81,7 @@ class ZipReader {
   ReadOnlyFile file_;
   std::vector<ZipEntry> entries_;
   std::unordered_map<std::string, size_t> index_;
+#endif
 };
 
 }  // namespace iis::models::checkpoint
