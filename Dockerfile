@@ -24,8 +24,11 @@
 #     (pinned base images, the one hash-pinned pip install, no other download, CMake options);
 #     torch-requirements.txt installs with `pip install --require-hashes` into a CPython 3.12
 #     virtual environment (deploy/docker/pin-torch.py did so on Debian 12), giving torch
-#     2.11.0+cu130 with the C++11 ABI; deploy/docker/torch-libs.py ran on that installation against
-#     stand-in runtime root file systems; deploy/docker/check-manifests.sh lints this file.
+#     2.11.0+cu130 with the C++11 ABI; the cmake configure command below, run there against that
+#     installation with nvcc 13.0, found the wheel's libtorch, libc10 and libc10_cuda (not Debian's
+#     LibTorch 1.13 beside them) and printed "LibTorch CUDA ON" (nothing was compiled);
+#     deploy/docker/torch-libs.py ran on that installation against stand-in runtime root file
+#     systems; deploy/check-manifests.sh lints this file (checkov).
 #   - Not verified: that the nvidia/cuda 13.0.2 tags below exist as written, the apt and CMake
 #     steps of the GPU build stage on Ubuntu 24.04 with CUDA 13.0, which CUDA libraries the real
 #     runtime base image already has (torch-libs.py decides that during the build and prints it),
