@@ -47,19 +47,6 @@ grpc::ByteBuffer Serialize(const google::protobuf::MessageLite& message) {
   return grpc::ByteBuffer(&slice, 1);
 }
 
-pb::Task TaskOf(LoadRpc rpc) {
-  switch (rpc) {
-    case LoadRpc::kClassify:
-      return pb::TASK_CLASSIFICATION;
-    case LoadRpc::kDetect:
-      return pb::TASK_DETECTION;
-    case LoadRpc::kSegment:
-      return pb::TASK_SEGMENTATION;
-    default:
-      return pb::TASK_UNSPECIFIED;
-  }
-}
-
 absl::Status ToAbsl(const grpc::Status& status) {
   return absl::Status(static_cast<absl::StatusCode>(status.error_code()), status.error_message());
 }
@@ -78,6 +65,19 @@ absl::string_view LoadRpcName(LoadRpc rpc) { return InfoOf(rpc).name; }
 
 bool RpcTakesImages(LoadRpc rpc) {
   return rpc == LoadRpc::kClassify || rpc == LoadRpc::kDetect || rpc == LoadRpc::kSegment;
+}
+
+pb::Task TaskOfRpc(LoadRpc rpc) {
+  switch (rpc) {
+    case LoadRpc::kClassify:
+      return pb::TASK_CLASSIFICATION;
+    case LoadRpc::kDetect:
+      return pb::TASK_DETECTION;
+    case LoadRpc::kSegment:
+      return pb::TASK_SEGMENTATION;
+    default:
+      return pb::TASK_UNSPECIFIED;
+  }
 }
 
 absl::StatusOr<Workload> Workload::Create(LoadRpc rpc, const RequestOptions& options,
@@ -176,7 +176,7 @@ absl::Status PreflightTargets(const std::vector<std::shared_ptr<grpc::Channel>>&
       *model = list.models(0).name();
       continue;
     }
-    const pb::Task task = TaskOf(rpc);
+    const pb::Task task = TaskOfRpc(rpc);
     const pb::ModelInfo* found = nullptr;
     for (const pb::ModelInfo& info : list.models()) {
       const bool match =

@@ -29,6 +29,9 @@ absl::StatusOr<LoadRpc> ParseLoadRpc(absl::string_view flag, absl::string_view t
 absl::string_view LoadRpcName(LoadRpc rpc);
 // Returns true for the RPCs that carry an image.
 bool RpcTakesImages(LoadRpc rpc);
+// Returns the task of an image RPC (TASK_CLASSIFICATION, TASK_DETECTION, TASK_SEGMENTATION),
+// TASK_UNSPECIFIED for getmodel and health.
+::internimage::serving::v1::Task TaskOfRpc(LoadRpc rpc);
 
 // One input image of a load test.
 struct InputImage {
