@@ -1,14 +1,19 @@
 #include "client/cli/cli_options.h"
 
+#include <optional>
 #include <utility>
 
+#include "CLI/CLI.hpp"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "client/common/args.h"
 #include "client/common/exit_codes.h"
+#include "common/command_line.h"
 
 namespace iis::client {
 namespace {
+
+namespace pb = ::internimage::serving::v1;
 
 struct CommandName {
   const char* name;
@@ -20,29 +25,91 @@ constexpr CommandName kCommands[] = {
     {"health", CliCommand::kHealth},
 };
 
-std::vector<FlagSpec> CliFlagSpecs() {
-  std::vector<FlagSpec> specs = ChannelFlagSpecs();
-  for (FlagSpec& spec : RequestFlagSpecs()) specs.push_back(std::move(spec));
-  specs.push_back({"help", false});
-  specs.push_back({"deadline", true});
-  specs.push_back({"json", false});
-  specs.push_back({"visualize", true});
-  specs.push_back({"service", true});
-  return specs;
+constexpr char kDescription[] = R"(Calls an internimage-serving server.
+
+Commands:
+  classify IMAGE...   top-k ImageNet classes of each image
+  detect IMAGE...     instances (boxes, classes, scores, masks) of each image
+  segment IMAGE...    per-pixel classes of each image (class pixel counts; --visualize draws it)
+  models              the served models and their metadata
+  health              grpc.health.v1 Check: exits 0 when SERVING, 4 otherwise
+IMAGE may be a file or a directory (searched recursively for .jpg/.jpeg/.png/.webp/.bmp).
+Options may come before, between or after the command and the images.
+)";
+
+constexpr char kFooter[] = R"(
+Errors are printed on stderr with the status code name and message; processing continues with
+the next image and the exit code is that of the first failure (UNAVAILABLE stops at once).
+
+Exit codes:
+)";
+
+// The command line as given; ParseCliArgs checks it and turns it into a CliConfig.
+struct CliFlags {
+  std::string command;
+  std::vector<std::string> inputs;
+  ChannelFlags channel;
+  absl::Duration deadline = absl::Seconds(30);
+  RequestFlags request;
+  std::optional<std::string> service;
+  bool json = false;
+  std::optional<std::string> visualize_dir;
+};
+
+// Refuses an empty --visualize (e.g. --visualize="$DIR" with DIR unset).
+CLI::Validator OutputDirectory() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        return text.empty() ? "expected an output directory, got an empty string" : "";
+      },
+      "");
+}
+
+// Declares every argument of internimage-client on `app`, bound to `*flags`.
+void DeclareCliArgs(CLI::App& app, CliFlags* flags) {
+  using common::FlagNames;
+  common::SetUpCommandLine(app, absl::StrCat(kFooter, ExitCodesHelp()));
+  app.add_option("COMMAND", flags->command,
+                 "classify, detect, segment, models or health (see above).")
+      ->type_name("");
+  app.add_option("IMAGE", flags->inputs, "Image files and directories (inference commands).")
+      ->type_name("");
+  AddChannelOptions(app, TargetCount::kOne, &flags->channel);
+  common::AddDurationOption(app, "deadline", &flags->deadline,
+                            "Deadline of each call, e.g. 500ms or 5s (default 30s).",
+                            absl::Milliseconds(1), absl::Hours(1))
+      ->group("Connection");
+  AddRequestOptions(app, &flags->request);
+  app.add_option(FlagNames("service"), flags->service,
+                 "health: the service to ask about (default: the whole server).")
+      ->type_name("NAME")
+      ->group("Requests");
+  const std::string output = "Output";
+  app.add_flag(FlagNames("json"), flags->json, "One JSON document on stdout instead of tables.")
+      ->group(output);
+  app.add_option(FlagNames("visualize"), flags->visualize_dir,
+                 "Write a PNG per image into DIR (created if needed), named "
+                 "<image name>.<command>.png: labelled boxes and translucent masks, the "
+                 "colour-coded class map with a legend, or the top-k labels.")
+      ->check(OutputDirectory())
+      ->type_name("DIR")
+      ->group(output);
 }
 
 absl::Status Invalid(absl::string_view message) { return absl::InvalidArgumentError(message); }
 
 }  // namespace
 
-VisionTask TaskOfCommand(CliCommand command) {
+pb::Task TaskOfCommand(CliCommand command) {
   switch (command) {
+    case CliCommand::kClassify:
+      return pb::TASK_CLASSIFICATION;
     case CliCommand::kDetect:
-      return VisionTask::kDetect;
+      return pb::TASK_DETECTION;
     case CliCommand::kSegment:
-      return VisionTask::kSegment;
+      return pb::TASK_SEGMENTATION;
     default:
-      return VisionTask::kClassify;
+      return pb::TASK_UNSPECIFIED;
   }
 }
 
@@ -52,18 +119,24 @@ bool IsInferenceCommand(CliCommand command) {
 }
 
 absl::StatusOr<CliConfig> ParseCliArgs(const std::vector<std::string>& argv) {
-  auto parsed = ParsedArgs::Parse(argv, CliFlagSpecs());
-  if (!parsed.ok()) return parsed.status();
-  const ParsedArgs& args = *parsed;
   CliConfig config;
-  if (args.Has("help") || argv.empty()) {
+  if (argv.empty()) {
     config.help = true;
     return config;
   }
-  if (args.positional().empty()) {
+  CLI::App app(kDescription, "internimage-client");
+  CliFlags flags;
+  DeclareCliArgs(app, &flags);
+  absl::StatusOr<common::CommandLineResult> parsed = ParseClientArgs(app, argv);
+  if (!parsed.ok()) return parsed.status();
+  if (*parsed == common::CommandLineResult::kHelp) {
+    config.help = true;
+    return config;
+  }
+  const std::string& name = flags.command;
+  if (name.empty()) {
     return Invalid("expected a command (classify, detect, segment, models or health), got none");
   }
-  const std::string& name = args.positional().front();
   const CommandName* command = nullptr;
   for (const CommandName& candidate : kCommands) {
     if (name == candidate.name) command = &candidate;
@@ -73,29 +146,22 @@ absl::StatusOr<CliConfig> ParseCliArgs(const std::vector<std::string>& argv) {
         "expected a command (classify, detect, segment, models or health), got '", name, "'"));
   }
   config.command = command->command;
-  config.inputs.assign(args.positional().begin() + 1, args.positional().end());
+  config.inputs = std::move(flags.inputs);
 
-  if (args.Values("target").size() > 1) {
+  if (flags.channel.targets.size() > 1) {
     return Invalid(
         "--target: expected one server, got several (internimage-loadgen drives "
         "fleets)");
   }
-  config.channel.target = args.GetString("target", "localhost:50051");
-  if (absl::Status valid = ValidateTarget(config.channel.target); !valid.ok()) return valid;
-  if (absl::Status tls = ApplyTlsFlags(args, &config.channel); !tls.ok()) return tls;
-  auto deadline =
-      args.GetDuration("deadline", absl::Seconds(30), absl::Milliseconds(1), absl::Hours(1));
-  if (!deadline.ok()) return deadline.status();
-  config.deadline = *deadline;
-  config.json = args.Has("json");
-  config.visualize_dir = args.GetString("visualize", "");
-  if (args.Has("visualize") && config.visualize_dir.empty()) {
-    return Invalid("--visualize: expected an output directory, got an empty string");
-  }
+  if (!flags.channel.targets.empty()) config.channel.target = flags.channel.targets.front();
+  if (absl::Status tls = ApplyTlsFlags(flags.channel, &config.channel); !tls.ok()) return tls;
+  config.deadline = flags.deadline;
+  config.json = flags.json;
+  config.visualize_dir = flags.visualize_dir.value_or("");
 
   if (IsInferenceCommand(config.command)) {
-    if (args.Has("service")) return Invalid("--service applies to health only");
-    auto request = ParseRequestFlags(args, TaskOfCommand(config.command));
+    if (flags.service.has_value()) return Invalid("--service applies to health only");
+    auto request = RequestOptionsFor(flags.request, TaskOfCommand(config.command));
     if (!request.ok()) return request.status();
     config.request = *std::move(request);
     if (config.inputs.empty()) {
@@ -112,65 +178,24 @@ absl::StatusOr<CliConfig> ParseCliArgs(const std::vector<std::string>& argv) {
   if (!config.inputs.empty()) {
     return Invalid(absl::StrCat(name, ": takes no image, got '", config.inputs.front(), "'"));
   }
-  for (const FlagSpec& spec : RequestFlagSpecs()) {
-    if (args.Has(spec.name)) {
-      return Invalid(absl::StrCat("--", spec.name, " does not apply to ", name));
-    }
+  if (const std::vector<std::string> given = GivenRequestOptions(flags.request); !given.empty()) {
+    return Invalid(absl::StrCat("--", given.front(), " does not apply to ", name));
   }
-  if (args.Has("visualize")) return Invalid(absl::StrCat("--visualize does not apply to ", name));
-  if (config.command == CliCommand::kModels && args.Has("service")) {
+  if (flags.visualize_dir.has_value()) {
+    return Invalid(absl::StrCat("--visualize does not apply to ", name));
+  }
+  if (config.command == CliCommand::kModels && flags.service.has_value()) {
     return Invalid("--service applies to health only");
   }
-  config.health_service = args.GetString("service", "");
+  config.health_service = flags.service.value_or("");
   return config;
 }
 
 std::string CliHelp() {
-  return absl::StrCat(R"(Usage: internimage-client COMMAND [OPTIONS] [IMAGE|DIR ...]
-
-Calls an internimage-serving server.
-
-Commands:
-  classify IMAGE...   top-k ImageNet classes of each image
-  detect IMAGE...     instances (boxes, classes, scores, masks) of each image
-  segment IMAGE...    per-pixel classes of each image (class pixel counts; --visualize draws it)
-  models              the served models and their metadata
-  health              grpc.health.v1 Check: exits 0 when SERVING, 4 otherwise
-IMAGE may be a file or a directory (searched recursively for .jpg/.jpeg/.png/.webp/.bmp).
-
-Connection:
-  --target HOST:PORT       server address (default localhost:50051)
-  --deadline D             deadline of each call, e.g. 500ms, 5s (default 30s)
-  --tls                    use TLS (implied by the certificate options)
-  --ca-cert FILE           PEM roots that verify the server (default: the system's)
-  --client-cert FILE       PEM client certificate chain (mutual TLS; needs --client-key)
-  --client-key FILE        PEM client private key
-  --server-name NAME       name to verify in the server certificate instead of the host
-
-Requests:
-  --model NAME             served model (default: the server's default for the task)
-  --raw                    send decoded RGB pixels instead of the encoded file
-  --tensor N               send a ready network input instead: float32 3xNxN, the image resized
-                           and normalised here (the server then skips its own preprocessing)
-  --top-k N                classify: how many classes (default: the server's, 5)
-  --score-threshold F      detect: keep scores strictly above F, in [0, 1)
-  --max-detections N       detect: at most N instances (0: the model's limit)
-  --no-masks               detect: boxes only
-  --counts-only            segment: class pixel counts only, no label map
-  --service NAME           health: the service to ask about (default: the whole server)
-
-Output:
-  --json                   one JSON document on stdout instead of tables
-  --visualize DIR          write a PNG per image into DIR (created if needed), named
-                           <image name>.<command>.png: labelled boxes and translucent masks,
-                           the colour-coded class map with a legend, or the top-k labels
-
-Errors are printed on stderr with the status code name and message; processing continues with
-the next image and the exit code is that of the first failure (UNAVAILABLE stops at once).
-
-Exit codes:
-)",
-                      ExitCodesHelp());
+  CLI::App app(kDescription, "internimage-client");
+  CliFlags flags;
+  DeclareCliArgs(app, &flags);
+  return app.help();
 }
 
 }  // namespace iis::client

@@ -68,10 +68,32 @@ TEST(CliOptionsTest, ErrorsNameTheArgument) {
   EXPECT_THAT(ErrorOf({"classify", "a.jpg", "--service", "x"}), HasSubstr("health only"));
 }
 
+TEST(CliOptionsTest, OptionsMayComeAnywhereInEitherForm) {
+  auto config = ParseCliArgs({"--target=h:1", "--top_k", "2", "classify", "--deadline=500ms",
+                              "a.jpg", "--", "--odd-name.jpg"});
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->command, CliCommand::kClassify);
+  EXPECT_EQ(config->channel.target, "h:1");
+  EXPECT_EQ(config->request.top_k, 2);
+  EXPECT_EQ(config->deadline, absl::Milliseconds(500));
+  EXPECT_THAT(config->inputs, ElementsAre("a.jpg", "--odd-name.jpg"));
+  EXPECT_EQ(TaskOfCommand(CliCommand::kSegment), ::internimage::serving::v1::TASK_SEGMENTATION);
+  EXPECT_EQ(TaskOfCommand(CliCommand::kModels), ::internimage::serving::v1::TASK_UNSPECIFIED);
+  // An empty value is refused rather than taking the next argument as the directory.
+  EXPECT_THAT(ErrorOf({"classify", "--visualize=", "a.jpg"}),
+              HasSubstr("--visualize: expected an output directory"));
+  EXPECT_THAT(ErrorOf({"classify", "a.jpg", "--target", "a:1,b:2"}),
+              HasSubstr("expected one server, got several"));
+}
+
 TEST(CliOptionsTest, HelpDocumentsCommandsAndExitCodes) {
   const std::string help = CliHelp();
   for (const char* needle : {"classify", "detect", "segment", "models", "health", "--visualize",
-                             "--json", "--raw", "Exit codes", "NOT_FOUND", "UNAVAILABLE"}) {
+                             "--json", "--raw", "Exit codes", "NOT_FOUND", "UNAVAILABLE",
+                             // generated from the declarations: every option, with its range
+                             "--target HOST:PORT", "--deadline DURATION", "--tensor N:in [1, 4096]",
+                             "--top-k N:in [1, 100000]", "--score-threshold F:in [0, 1)",
+                             "--service NAME", "IMAGE may be a file or a directory"}) {
     EXPECT_THAT(help, HasSubstr(needle));
   }
 }

@@ -305,7 +305,7 @@ int RunInference(const CliConfig& config, const std::shared_ptr<grpc::Channel>& 
       return kExitIo;
     }
   }
-  const std::string command(VisionTaskName(TaskOfCommand(config.command)));
+  const std::string command(TaskCommandName(TaskOfCommand(config.command)));
   auto stub = pb::VisionService::NewStub(channel);
   Json document;
   document["command"] = command;

@@ -3,11 +3,11 @@
 
 #include "client/cli/cli_options.h"
 #include "client/cli/commands.h"
-#include "client/common/args.h"
 #include "client/common/exit_codes.h"
+#include "common/command_line.h"
 
 int main(int argc, char** argv) {
-  auto config = iis::client::ParseCliArgs(iis::client::ArgvToVector(argc, argv));
+  auto config = iis::client::ParseCliArgs(iis::common::ArgsOf(argc, argv));
   if (!config.ok()) {
     std::cerr << "internimage-client: " << config.status().message() << " (see --help)\n";
     return iis::client::kExitUsage;

@@ -1,9 +1,8 @@
 #include "client/common/args.h"
 
-#include <cmath>
 #include <utility>
 
-#include "absl/status/status.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -11,155 +10,96 @@
 namespace iis::client {
 namespace {
 
-const FlagSpec* FindSpec(const std::vector<FlagSpec>& specs, absl::string_view name) {
-  for (const FlagSpec& spec : specs) {
-    if (spec.name == name) return &spec;
-  }
-  return nullptr;
+bool ParseNumber(const std::string& text, int* value) { return absl::SimpleAtoi(text, value); }
+bool ParseNumber(const std::string& text, double* value) { return absl::SimpleAtod(text, value); }
+
+template <typename T>
+CLI::Option* AddNumberList(CLI::App& app, absl::string_view name, std::string type_name,
+                           std::string description, CLI::Validator range, std::vector<T>* values) {
+  const std::string shown_type = absl::StrCat(type_name, ":each ", range.get_description());
+  const std::string flag = absl::StrCat("--", name);
+  return AddListOption(
+      app, name, shown_type, std::move(description),
+      [flag, range = std::move(range), values](absl::string_view item) -> absl::Status {
+        std::string text(item);
+        std::string error = range(text);
+        T value{};
+        if (error.empty() && !ParseNumber(text, &value)) {
+          error = absl::StrCat("expected a number, got '", text, "'");  // `range` let it through
+        }
+        if (!error.empty()) return absl::InvalidArgumentError(absl::StrCat(flag, ": ", error));
+        values->push_back(value);
+        return absl::OkStatus();
+      });
 }
 
 }  // namespace
 
-absl::StatusOr<ParsedArgs> ParsedArgs::Parse(const std::vector<std::string>& args,
-                                             const std::vector<FlagSpec>& specs) {
-  ParsedArgs parsed;
+CLI::Option* AddListOption(CLI::App& app, absl::string_view name, std::string type_name,
+                           std::string description,
+                           std::function<absl::Status(absl::string_view item)> add) {
+  const std::string flag = absl::StrCat("--", name);
+  CLI::Option* option = app.add_option_function<std::vector<std::string>>(
+      common::FlagNames(name),
+      [flag, add = std::move(add)](const std::vector<std::string>& values) {
+        for (const std::string& value : values) {
+          for (absl::string_view item : absl::StrSplit(value, ',')) {
+            const absl::Status status =
+                item.empty() ? absl::InvalidArgumentError(absl::StrCat(
+                                   flag,
+                                   ": expected a comma-separated list without empty items, "
+                                   "got '",
+                                   value, "'"))
+                             : add(item);
+            // The message names the option already (CLI11 would prefix it again otherwise).
+            if (!status.ok()) throw CLI::ValidationError(std::string(status.message()));
+          }
+        }
+      },
+      std::move(description));
+  // One value per occurrence, every occurrence kept: without allow_extra_args(false) CLI11 would
+  // read the positional arguments that follow as further values (and split a value written [a,b]
+  // itself).
+  option->expected(1)->allow_extra_args(false)->multi_option_policy(
+      CLI::MultiOptionPolicy::TakeAll);
+  option->type_name(std::move(type_name));
+  return option;
+}
+
+CLI::Option* AddListOption(CLI::App& app, absl::string_view name, std::string type_name,
+                           std::string description, CLI::Validator range,
+                           std::vector<int>* values) {
+  return AddNumberList(app, name, std::move(type_name), std::move(description), std::move(range),
+                       values);
+}
+
+CLI::Option* AddListOption(CLI::App& app, absl::string_view name, std::string type_name,
+                           std::string description, CLI::Validator range,
+                           std::vector<double>* values) {
+  return AddNumberList(app, name, std::move(type_name), std::move(description), std::move(range),
+                       values);
+}
+
+absl::StatusOr<common::CommandLineResult> ParseClientArgs(CLI::App& app,
+                                                          std::vector<std::string> args) {
+  std::vector<std::string> rewritten;
+  rewritten.reserve(args.size());
   bool options_ended = false;
-  for (size_t i = 0; i < args.size(); ++i) {
-    absl::string_view arg = args[i];
-    if (options_ended || arg.size() < 2 || arg[0] != '-') {
-      parsed.positional_.emplace_back(arg);
-      continue;
-    }
-    if (arg == "--") {
-      options_ended = true;
-      continue;
-    }
-    if (arg == "-h" && FindSpec(specs, "help") != nullptr) arg = "--help";
-    if (arg.substr(0, 2) != "--") {
-      return absl::InvalidArgumentError(
-          absl::StrCat("unknown option '", arg, "': options are written --name (see --help)"));
-    }
-    absl::string_view body = arg.substr(2);
-    absl::string_view name = body;
-    bool has_inline_value = false;
-    absl::string_view inline_value;
-    if (size_t eq = body.find('='); eq != absl::string_view::npos) {
-      name = body.substr(0, eq);
-      inline_value = body.substr(eq + 1);
-      has_inline_value = true;
-    }
-    const FlagSpec* spec = FindSpec(specs, name);
-    if (spec == nullptr) {
-      return absl::InvalidArgumentError(absl::StrCat("unknown option '--", name, "' (see --help)"));
-    }
-    if (!spec->repeatable && parsed.Has(spec->name)) {
-      return absl::InvalidArgumentError(absl::StrCat("--", name, " was given more than once"));
-    }
-    auto& values = parsed.values_[spec->name];
-    if (!spec->takes_value) {
-      if (has_inline_value) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("--", name, " is a switch and takes no value, got '", inline_value, "'"));
+  for (std::string& arg : args) {
+    if (arg == "--") options_ended = true;
+    // `--name=`: CLI11 reads an empty inline value as no value and takes the next argument.
+    if (!options_ended && absl::StartsWith(arg, "--") && arg.find('=') == arg.size() - 1) {
+      std::string name = arg.substr(0, arg.size() - 1);
+      const CLI::Option* option = app.get_option_no_throw(name);
+      if (option != nullptr && option->get_items_expected_max() > 0) {
+        rewritten.push_back(std::move(name));
+        rewritten.emplace_back();
+        continue;
       }
-      // A switch is recorded with no values: Has() looks at the key.
-      continue;
     }
-    if (has_inline_value) {
-      values.emplace_back(inline_value);
-    } else if (i + 1 < args.size()) {
-      values.push_back(args[++i]);
-    } else {
-      return absl::InvalidArgumentError(absl::StrCat("--", name, " needs a value"));
-    }
+    rewritten.push_back(std::move(arg));
   }
-  return parsed;
-}
-
-bool ParsedArgs::Has(absl::string_view name) const { return values_.find(name) != values_.end(); }
-
-const std::vector<std::string>& ParsedArgs::Values(absl::string_view name) const {
-  static const std::vector<std::string>* const kEmpty = new std::vector<std::string>();
-  auto it = values_.find(name);
-  return it == values_.end() ? *kEmpty : it->second;
-}
-
-std::string ParsedArgs::GetString(absl::string_view name, std::string fallback) const {
-  const auto& values = Values(name);
-  return values.empty() ? std::move(fallback) : values.back();
-}
-
-absl::StatusOr<int64_t> ParsedArgs::GetInt(absl::string_view name, int64_t fallback, int64_t min,
-                                           int64_t max) const {
-  const auto& values = Values(name);
-  if (values.empty()) return fallback;
-  return ParseIntValue(absl::StrCat("--", name), values.back(), min, max);
-}
-
-absl::StatusOr<double> ParsedArgs::GetDouble(absl::string_view name, double fallback, double min,
-                                             double max) const {
-  const auto& values = Values(name);
-  if (values.empty()) return fallback;
-  return ParseDoubleValue(absl::StrCat("--", name), values.back(), min, max);
-}
-
-absl::StatusOr<absl::Duration> ParsedArgs::GetDuration(absl::string_view name,
-                                                       absl::Duration fallback, absl::Duration min,
-                                                       absl::Duration max) const {
-  const auto& values = Values(name);
-  if (values.empty()) return fallback;
-  return ParseDurationValue(absl::StrCat("--", name), values.back(), min, max);
-}
-
-absl::StatusOr<int64_t> ParseIntValue(absl::string_view flag, absl::string_view text, int64_t min,
-                                      int64_t max) {
-  int64_t value = 0;
-  if (!absl::SimpleAtoi(text, &value) || value < min || value > max) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(flag, ": expected an integer in [", min, ", ", max, "], got '", text, "'"));
-  }
-  return value;
-}
-
-absl::StatusOr<double> ParseDoubleValue(absl::string_view flag, absl::string_view text, double min,
-                                        double max) {
-  double value = 0;
-  if (!absl::SimpleAtod(text, &value) || !std::isfinite(value) || value < min || value > max) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(flag, ": expected a number in [", min, ", ", max, "], got '", text, "'"));
-  }
-  return value;
-}
-
-absl::StatusOr<absl::Duration> ParseDurationValue(absl::string_view flag, absl::string_view text,
-                                                  absl::Duration min, absl::Duration max) {
-  absl::Duration value;
-  if (!absl::ParseDuration(text, &value) || value < min || value > max) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        flag, ": expected a duration such as 500ms, 5s or 2m in [", absl::FormatDuration(min), ", ",
-        absl::FormatDuration(max), "], got '", text, "'"));
-  }
-  return value;
-}
-
-absl::StatusOr<std::vector<std::string>> SplitListValues(absl::string_view flag,
-                                                         const std::vector<std::string>& values) {
-  std::vector<std::string> items;
-  for (const std::string& value : values) {
-    for (absl::string_view item : absl::StrSplit(value, ',')) {
-      if (item.empty()) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            flag, ": expected a comma-separated list without empty items, got '", value, "'"));
-      }
-      items.emplace_back(item);
-    }
-  }
-  return items;
-}
-
-std::vector<std::string> ArgvToVector(int argc, char** argv) {
-  std::vector<std::string> args;
-  for (int i = 1; i < argc; ++i) args.emplace_back(argv[i]);
-  return args;
+  return common::ParseCommandLine(app, std::move(rewritten));
 }
 
 }  // namespace iis::client

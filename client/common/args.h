@@ -1,78 +1,46 @@
-// Command-line parsing shared by internimage-client and internimage-loadgen.
-//
-// Both tools take GNU-style long options (`--name value` or `--name=value`, switches without a
-// value, `--` ends the options) mixed freely with positional arguments. Every error message names
-// the option, what was expected and what came, e.g.
-//   --top-k: expected an integer in [1, 1000], got 'abc'
-// The parser knows nothing about either tool: each main() describes its options with FlagSpec and
-// turns the ParsedArgs into its own Options struct.
+// What internimage-client's and internimage-loadgen's command lines need beyond
+// common/command_line.h (which sets the style: CLI11, --name value / --name=value, generated help):
+//   - list options, repeatable and comma-separated (--target, and the loadgen's --concurrency,
+//     --rate, --synthetic), whose empty items are refused rather than dropped;
+//   - `--name=` giving --name the empty string (CLI11 2.1.2 would take the next argument as the
+//     value, so `--visualize= a.jpg` would draw into a directory named a.jpg).
+// Both are general; they belong in common/command_line.h once its owner takes them.
 #pragma once
 
-#include <cstdint>
-#include <map>
+#include <functional>
 #include <string>
 #include <vector>
 
+#include "CLI/CLI.hpp"
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "absl/time/time.h"
+#include "common/command_line.h"
 
 namespace iis::client {
 
-// One option a command line may carry.
-struct FlagSpec {
-  std::string name;         // without the leading dashes, e.g. "top-k"
-  bool takes_value = true;  // false: a switch such as --json (`--json=x` is then an error)
-  bool repeatable = false;  // true: may be given several times (all values are kept)
-};
+// Declares --<name> (underscore alias included) as a list option on `app`: it may be given several
+// times and each value may hold several items separated by commas, so `--rate 5,10 --rate 20`
+// means `--rate 5,10,20`. While parsing, `add` is called with every item in the order given; an
+// error it returns (INVALID_ARGUMENT, its message naming the option) fails the parse with that
+// message. An empty item fails it too: "--rate: expected a comma-separated list without empty
+// items, got '5,,10'". Help shows the option as `--<name> <type_name>`.
+CLI::Option* AddListOption(CLI::App& app, absl::string_view name, std::string type_name,
+                           std::string description,
+                           std::function<absl::Status(absl::string_view item)> add);
 
-// A parsed command line: option values by name and positional arguments in order.
-// Immutable after Parse(); safe to read from several threads.
-class ParsedArgs {
- public:
-  // Parses `args` (argv without the program name) against `specs`. `-h` is read as `--help`
-  // when a "help" spec exists. Fails with INVALID_ARGUMENT on an unknown option, a missing value,
-  // a value given to a switch, or a non-repeatable option given twice.
-  static absl::StatusOr<ParsedArgs> Parse(const std::vector<std::string>& args,
-                                          const std::vector<FlagSpec>& specs);
+// Declares a list option (as AddListOption) of integers or numbers: every item must pass `range`
+// (common::IntegerIn or common::NumberIn, shown in help) and is appended to *values.
+CLI::Option* AddListOption(CLI::App& app, absl::string_view name, std::string type_name,
+                           std::string description, CLI::Validator range, std::vector<int>* values);
+CLI::Option* AddListOption(CLI::App& app, absl::string_view name, std::string type_name,
+                           std::string description, CLI::Validator range,
+                           std::vector<double>* values);
 
-  // Returns true when the option was given at least once.
-  bool Has(absl::string_view name) const;
-  // Returns every value given for `name`, in order (empty when absent or a switch).
-  const std::vector<std::string>& Values(absl::string_view name) const;
-  // Returns the positional arguments in order.
-  const std::vector<std::string>& positional() const { return positional_; }
-
-  // Typed getters: return `fallback` when the option is absent, the parsed value when it is
-  // valid, INVALID_ARGUMENT naming the option otherwise. Bounds are inclusive.
-  std::string GetString(absl::string_view name, std::string fallback) const;
-  absl::StatusOr<int64_t> GetInt(absl::string_view name, int64_t fallback, int64_t min,
-                                 int64_t max) const;
-  absl::StatusOr<double> GetDouble(absl::string_view name, double fallback, double min,
-                                   double max) const;
-  // Durations are written like 500ms, 5s, 1.5m or 2h (absl::ParseDuration syntax).
-  absl::StatusOr<absl::Duration> GetDuration(absl::string_view name, absl::Duration fallback,
-                                             absl::Duration min, absl::Duration max) const;
-
- private:
-  std::map<std::string, std::vector<std::string>, std::less<>> values_;
-  std::vector<std::string> positional_;
-};
-
-// Parses one value of option `flag` (used in messages) with the same rules as the getters above.
-absl::StatusOr<int64_t> ParseIntValue(absl::string_view flag, absl::string_view text, int64_t min,
-                                      int64_t max);
-absl::StatusOr<double> ParseDoubleValue(absl::string_view flag, absl::string_view text, double min,
-                                        double max);
-absl::StatusOr<absl::Duration> ParseDurationValue(absl::string_view flag, absl::string_view text,
-                                                  absl::Duration min, absl::Duration max);
-
-// Splits every value of a repeatable option at commas, so `--rate 5,10 --rate 20` and
-// `--rate 5,10,20` mean the same. Empty items are an INVALID_ARGUMENT error.
-absl::StatusOr<std::vector<std::string>> SplitListValues(absl::string_view flag,
-                                                         const std::vector<std::string>& values);
-
-// Converts a vector of C strings (argv) into strings, skipping argv[0].
-std::vector<std::string> ArgvToVector(int argc, char** argv);
+// Parses `args` (argv without the program name) into `app` as common::ParseCommandLine does
+// (same results and errors), except that `--name=` with nothing after the `=` gives an option that
+// takes a value the empty string (which its own check may then refuse).
+absl::StatusOr<common::CommandLineResult> ParseClientArgs(CLI::App& app,
+                                                          std::vector<std::string> args);
 
 }  // namespace iis::client

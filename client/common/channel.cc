@@ -8,6 +8,8 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "client/common/args.h"
+#include "common/command_line.h"
 #include "common/file_io.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
@@ -34,17 +36,54 @@ const char* ConnectivityName(grpc_connectivity_state state) {
 
 }  // namespace
 
-std::vector<FlagSpec> ChannelFlagSpecs() {
-  return {{"target", true, true}, {"tls", false},       {"ca-cert", true},
-          {"client-cert", true},  {"client-key", true}, {"server-name", true}};
+void AddChannelOptions(CLI::App& app, TargetCount count, ChannelFlags* flags) {
+  using common::FlagNames;
+  const std::string group = "Connection";
+  const bool several = count == TargetCount::kSeveral;
+  AddListOption(
+      app, "target", several ? "HOST:PORT[,...]" : "HOST:PORT",
+      several ? absl::StrCat("Server address, or any gRPC target URI such as dns:///name:port. "
+                             "Repeat (or comma-separate) to drive a fleet: calls rotate over the "
+                             "targets, and a name that resolves to several addresses is spread "
+                             "over all of them (round_robin). Nothing else is ever contacted "
+                             "(default ",
+                             kDefaultTarget, ").")
+              : absl::StrCat("Server address, or any gRPC target URI such as dns:///name:port "
+                             "(default ",
+                             kDefaultTarget, ")."),
+      [flags](absl::string_view item) {
+        std::string target(item);
+        absl::Status valid = ValidateTarget(target);
+        if (valid.ok()) flags->targets.push_back(std::move(target));
+        return valid;
+      })
+      ->group(group);
+  app.add_flag(FlagNames("tls"), flags->tls, "Use TLS (implied by the certificate options).")
+      ->group(group);
+  app.add_option(FlagNames("ca-cert"), flags->ca_cert_file,
+                 "PEM root certificates that verify the server (default: the system's).")
+      ->type_name("FILE")
+      ->group(group);
+  app.add_option(FlagNames("client-cert"), flags->client_cert_file,
+                 "PEM client certificate chain, for mutual TLS (needs --client-key).")
+      ->type_name("FILE")
+      ->group(group);
+  app.add_option(FlagNames("client-key"), flags->client_key_file,
+                 "PEM private key of the client certificate.")
+      ->type_name("FILE")
+      ->group(group);
+  app.add_option(FlagNames("server-name"), flags->server_name,
+                 "Name to verify in the server's certificate instead of the target's host.")
+      ->type_name("NAME")
+      ->group(group);
 }
 
-absl::Status ApplyTlsFlags(const ParsedArgs& args, ChannelOptions* options) {
-  options->ca_cert_file = args.GetString("ca-cert", "");
-  options->client_cert_file = args.GetString("client-cert", "");
-  options->client_key_file = args.GetString("client-key", "");
-  options->server_name = args.GetString("server-name", "");
-  options->tls = args.Has("tls") || !options->ca_cert_file.empty() ||
+absl::Status ApplyTlsFlags(const ChannelFlags& flags, ChannelOptions* options) {
+  options->ca_cert_file = flags.ca_cert_file;
+  options->client_cert_file = flags.client_cert_file;
+  options->client_key_file = flags.client_key_file;
+  options->server_name = flags.server_name;
+  options->tls = flags.tls || !options->ca_cert_file.empty() ||
                  !options->client_cert_file.empty() || !options->client_key_file.empty();
   if (options->client_cert_file.empty() != options->client_key_file.empty()) {
     return absl::InvalidArgumentError(

@@ -1,23 +1,26 @@
 // gRPC channels to internimage-serving: plaintext or TLS (optionally mutual), with the options
 // both client tools share (--target, --tls, --ca-cert, --client-cert, --client-key,
-// --server-name). A channel only connects to the addresses its target resolves to (DNS A/AAAA);
-// service configs from DNS are ignored.
+// --server-name), declared once here. A channel only connects to the addresses its target resolves
+// to (DNS A/AAAA); service configs from DNS are ignored.
 #pragma once
 
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "CLI/CLI.hpp"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "client/common/args.h"
 #include "grpcpp/channel.h"
 
 namespace iis::client {
 
+// The server both tools call when no --target is given.
+inline constexpr char kDefaultTarget[] = "localhost:50051";
+
 struct ChannelOptions {
   // HOST:PORT, or any gRPC target URI (dns:///name:port, ipv4:..., unix:/path).
-  std::string target = "localhost:50051";
+  std::string target = kDefaultTarget;
   // Use TLS. Implied by any of the certificate options below.
   bool tls = false;
   // PEM file with the root certificates that verify the server; empty: the system's roots.
@@ -41,14 +44,30 @@ struct ChannelOptions {
 // naming --target and the value otherwise (e.g. "localhost:" from an unset shell variable).
 absl::Status ValidateTarget(const std::string& target);
 
-// Returns the option specs of the shared channel options (target is repeatable: the client
-// rejects a repeated one itself, the load generator drives each).
-std::vector<FlagSpec> ChannelFlagSpecs();
+// The connection options as given on a command line (AddChannelOptions fills them).
+struct ChannelFlags {
+  std::vector<std::string> targets;  // every --target item in the order given, each valid
+  bool tls = false;                  // --tls
+  std::string ca_cert_file;          // --ca-cert
+  std::string client_cert_file;      // --client-cert
+  std::string client_key_file;       // --client-key
+  std::string server_name;           // --server-name
+};
 
-// Reads the TLS options of `args` into `options` (target excluded). Fails with INVALID_ARGUMENT
-// naming the option when they are inconsistent (a certificate without its key, --server-name
-// without TLS).
-absl::Status ApplyTlsFlags(const ParsedArgs& args, ChannelOptions* options);
+// How many servers a tool talks to: internimage-client one, internimage-loadgen a fleet.
+enum class TargetCount { kOne, kSeveral };
+
+// Declares the connection options on `app` (help group "Connection"), bound to `*flags`, which
+// must outlive the parse: --target (a list option, see client/common/args.h: repeatable and
+// comma-separated, every item checked by ValidateTarget while parsing; `count` only changes its
+// help, the caller refuses several targets where it takes one), --tls, --ca-cert, --client-cert,
+// --client-key and --server-name.
+void AddChannelOptions(CLI::App& app, TargetCount count, ChannelFlags* flags);
+
+// Sets the TLS settings of `options` from `flags` (the target excluded): TLS is on with --tls or
+// any certificate option. Fails with INVALID_ARGUMENT naming the options when they are
+// inconsistent (a client certificate without its key or the reverse, --server-name without TLS).
+absl::Status ApplyTlsFlags(const ChannelFlags& flags, ChannelOptions* options);
 
 // Creates a channel (it connects lazily). Fails with ValidateTarget's error for a malformed
 // target and with the error of ReadFileToString when a certificate file cannot be read.

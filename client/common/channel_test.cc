@@ -1,13 +1,17 @@
 #include "client/common/channel.h"
 
 #include <string>
+#include <utility>
+#include <vector>
 
+#include "client/common/args.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
 namespace iis::client {
 namespace {
 
+using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
 TEST(ChannelTest, AcceptsHostPortAndTargetUris) {
@@ -31,12 +35,31 @@ TEST(ChannelTest, RejectsMalformedTargets) {
   EXPECT_EQ(CreateChannel(options).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
+TEST(ChannelTest, TargetsAreAListCheckedWhileParsing) {
+  for (TargetCount count : {TargetCount::kOne, TargetCount::kSeveral}) {
+    CLI::App app;
+    ChannelFlags flags;
+    AddChannelOptions(app, count, &flags);
+    ASSERT_TRUE(ParseClientArgs(app, {"--target", "a:1,dns:///b:2", "--target=c:3"}).ok());
+    EXPECT_THAT(flags.targets, ElementsAre("a:1", "dns:///b:2", "c:3"));
+  }
+  CLI::App app;
+  ChannelFlags flags;
+  AddChannelOptions(app, TargetCount::kSeveral, &flags);
+  const auto bad = ParseClientArgs(app, {"--target", "a:1,localhost:"});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_THAT(std::string(bad.status().message()), HasSubstr("--target: expected HOST:PORT"));
+  EXPECT_THAT(std::string(bad.status().message()), HasSubstr("'localhost:'"));
+}
+
 TEST(ChannelTest, TlsFlagsMustBeConsistent) {
   auto parse = [](std::vector<std::string> args) {
+    CLI::App app;
+    ChannelFlags flags;
+    AddChannelOptions(app, TargetCount::kOne, &flags);
+    EXPECT_TRUE(ParseClientArgs(app, std::move(args)).ok());
     ChannelOptions options;
-    auto parsed = ParsedArgs::Parse(args, ChannelFlagSpecs());
-    EXPECT_TRUE(parsed.ok());
-    absl::Status status = ApplyTlsFlags(*parsed, &options);
+    absl::Status status = ApplyTlsFlags(flags, &options);
     return std::make_pair(status, options);
   };
   EXPECT_TRUE(parse({"--tls"}).second.tls);

@@ -1,36 +1,71 @@
 #include "client/common/requests.h"
 
 #include "absl/status/status.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/command_line.h"
 
 namespace iis::client {
 namespace {
 
 namespace pb = ::internimage::serving::v1;
 
-// Which task each task-specific option belongs to.
-struct TaskOption {
+// Every request option, in declaration order, with the task it belongs to (TASK_UNSPECIFIED: any)
+// and whether it was given.
+struct RequestOption {
   const char* name;
-  VisionTask task;
+  pb::Task task;
+  bool (*given)(const RequestFlags& flags);
 };
-constexpr TaskOption kTaskOptions[] = {
-    {"top-k", VisionTask::kClassify},        {"score-threshold", VisionTask::kDetect},
-    {"max-detections", VisionTask::kDetect}, {"no-masks", VisionTask::kDetect},
-    {"counts-only", VisionTask::kSegment},
+constexpr RequestOption kRequestOptions[] = {
+    {"model", pb::TASK_UNSPECIFIED, [](const RequestFlags& f) { return f.model.has_value(); }},
+    {"raw", pb::TASK_UNSPECIFIED, [](const RequestFlags& f) { return f.raw; }},
+    {"tensor", pb::TASK_UNSPECIFIED,
+     [](const RequestFlags& f) { return f.tensor_size.has_value(); }},
+    {"top-k", pb::TASK_CLASSIFICATION, [](const RequestFlags& f) { return f.top_k.has_value(); }},
+    {"score-threshold", pb::TASK_DETECTION,
+     [](const RequestFlags& f) { return f.score_threshold.has_value(); }},
+    {"max-detections", pb::TASK_DETECTION,
+     [](const RequestFlags& f) { return f.max_detections.has_value(); }},
+    {"no-masks", pb::TASK_DETECTION, [](const RequestFlags& f) { return f.no_masks; }},
+    {"counts-only", pb::TASK_SEGMENTATION, [](const RequestFlags& f) { return f.counts_only; }},
 };
+
+// Accepts a number in [0, 1): a score threshold of 1 would keep nothing.
+CLI::Validator ScoreThreshold() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        double value = 0;
+        if (!absl::SimpleAtod(text, &value) || !(value >= 0 && value < 1)) {
+          return absl::StrCat("expected a number in [0, 1), got '", text, "'");
+        }
+        return "";
+      },
+      "in [0, 1)");
+}
+
+// Refuses an empty value (e.g. --model="$MODEL" with MODEL unset).
+CLI::Validator ModelName() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        return text.empty() ? "expected a model name, got an empty string" : "";
+      },
+      "");
+}
 
 }  // namespace
 
-absl::string_view VisionTaskName(VisionTask task) {
+absl::string_view TaskCommandName(pb::Task task) {
   switch (task) {
-    case VisionTask::kClassify:
+    case pb::TASK_CLASSIFICATION:
       return "classify";
-    case VisionTask::kDetect:
+    case pb::TASK_DETECTION:
       return "detect";
-    case VisionTask::kSegment:
+    case pb::TASK_SEGMENTATION:
       return "segment";
+    default:
+      return "unspecified";
   }
-  return "unknown";
 }
 
 absl::string_view ProtoTaskName(pb::Task task) {
@@ -46,52 +81,75 @@ absl::string_view ProtoTaskName(pb::Task task) {
   }
 }
 
-std::vector<FlagSpec> RequestFlagSpecs() {
-  return {{"model", true},
-          {"top-k", true},
-          {"score-threshold", true},
-          {"max-detections", true},
-          {"no-masks", false},
-          {"counts-only", false},
-          {"raw", false},
-          {"tensor", true}};
+void AddRequestOptions(CLI::App& app, RequestFlags* flags) {
+  using common::FlagNames;
+  using common::IntegerIn;
+  const std::string group = "Requests";
+  app.add_option(FlagNames("model"), flags->model,
+                 "Model to call (default: the server's default model for the task).")
+      ->check(ModelName())
+      ->type_name("NAME")
+      ->group(group);
+  app.add_flag(FlagNames("raw"), flags->raw, "Send decoded RGB pixels instead of the encoded file.")
+      ->group(group);
+  app.add_option(FlagNames("tensor"), flags->tensor_size,
+                 "Send a ready network input instead: float32 3xNxN, the image resized and "
+                 "normalised here, so the server skips decoding and preprocessing (with N the "
+                 "model's input size, the loadgen measures the server against "
+                 "internimage-predict --input).")
+      ->check(IntegerIn(1, 4096))
+      ->type_name("N")
+      ->group(group);
+  app.add_option(FlagNames("top-k"), flags->top_k,
+                 "classify: how many classes (default: the server's, 5).")
+      ->check(IntegerIn(1, 100000))
+      ->type_name("N")
+      ->group(group);
+  app.add_option(FlagNames("score-threshold"), flags->score_threshold,
+                 "detect: keep instances scoring strictly above F (default: the model's).")
+      ->check(ScoreThreshold())
+      ->type_name("F")
+      ->group(group);
+  app.add_option(FlagNames("max-detections"), flags->max_detections,
+                 "detect: at most N instances (default 0: the model's limit).")
+      ->check(IntegerIn(0, 10000))
+      ->type_name("N")
+      ->group(group);
+  app.add_flag(FlagNames("no-masks"), flags->no_masks, "detect: boxes only, no instance masks.")
+      ->group(group);
+  app.add_flag(FlagNames("counts-only"), flags->counts_only,
+               "segment: class pixel counts only, no label map.")
+      ->group(group);
 }
 
-absl::StatusOr<RequestOptions> ParseRequestFlags(const ParsedArgs& args, VisionTask task) {
-  for (const TaskOption& option : kTaskOptions) {
-    if (option.task != task && args.Has(option.name)) {
+std::vector<std::string> GivenRequestOptions(const RequestFlags& flags) {
+  std::vector<std::string> names;
+  for (const RequestOption& option : kRequestOptions) {
+    if (option.given(flags)) names.emplace_back(option.name);
+  }
+  return names;
+}
+
+absl::StatusOr<RequestOptions> RequestOptionsFor(const RequestFlags& flags, pb::Task task) {
+  for (const RequestOption& option : kRequestOptions) {
+    if (option.task != pb::TASK_UNSPECIFIED && option.task != task && option.given(flags)) {
       return absl::InvalidArgumentError(absl::StrCat("--", option.name, " applies to ",
-                                                     VisionTaskName(option.task), " only, not to ",
-                                                     VisionTaskName(task)));
+                                                     TaskCommandName(option.task), " only, not to ",
+                                                     TaskCommandName(task)));
     }
   }
-  RequestOptions options;
-  options.model = args.GetString("model", "");
-  if (args.Has("model") && options.model.empty()) {
-    return absl::InvalidArgumentError("--model: expected a model name, got an empty string");
-  }
-  auto top_k = args.GetInt("top-k", 0, 1, 100000);
-  if (!top_k.ok()) return top_k.status();
-  options.top_k = static_cast<int>(*top_k);
-  auto threshold = args.GetDouble("score-threshold", 0.0, 0.0, 1.0);
-  if (!threshold.ok() || *threshold >= 1.0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--score-threshold: expected a number in [0, 1), got '",
-                     args.GetString("score-threshold", ""), "'"));
-  }
-  options.score_threshold = static_cast<float>(*threshold);
-  auto max_detections = args.GetInt("max-detections", 0, 0, 10000);
-  if (!max_detections.ok()) return max_detections.status();
-  options.max_detections = static_cast<int>(*max_detections);
-  options.masks = !args.Has("no-masks");
-  options.counts_only = args.Has("counts-only");
-  options.raw = args.Has("raw");
-  auto tensor = args.GetInt("tensor", 0, 1, 4096);
-  if (!tensor.ok()) return tensor.status();
-  options.tensor_size = static_cast<int>(*tensor);
-  if (options.raw && options.tensor_size > 0) {
+  if (flags.raw && flags.tensor_size.has_value()) {
     return absl::InvalidArgumentError("--raw and --tensor exclude each other");
   }
+  RequestOptions options;
+  options.model = flags.model.value_or("");
+  options.top_k = flags.top_k.value_or(0);
+  options.score_threshold = static_cast<float>(flags.score_threshold.value_or(0.0));
+  options.max_detections = flags.max_detections.value_or(0);
+  options.masks = !flags.no_masks;
+  options.counts_only = flags.counts_only;
+  options.raw = flags.raw;
+  options.tensor_size = flags.tensor_size.value_or(0);
   return options;
 }
 

@@ -1,21 +1,22 @@
-// The per-task request options both client tools take, and the request messages built from them.
+// The per-task request options both client tools take (declared once here), and the request
+// messages built from them. Tasks are the wire's internimage.serving.v1.Task; the users' names for
+// the inference RPCs ("classify", "detect", "segment") come from TaskCommandName.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "CLI/CLI.hpp"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "client/common/args.h"
 #include "internimage/serving/v1/vision.pb.h"
 
 namespace iis::client {
 
-// The three inference RPCs.
-enum class VisionTask { kClassify, kDetect, kSegment };
-
-// Returns "classify", "detect" or "segment" (the CLI subcommand and the loadgen --rpc value).
-absl::string_view VisionTaskName(VisionTask task);
+// Returns "classify", "detect" or "segment" for TASK_CLASSIFICATION, TASK_DETECTION or
+// TASK_SEGMENTATION (the CLI command and the loadgen --rpc value), "unspecified" otherwise.
+absl::string_view TaskCommandName(::internimage::serving::v1::Task task);
 
 // Returns "classification", "detection", "segmentation" or "unspecified" for a model's task.
 absl::string_view ProtoTaskName(::internimage::serving::v1::Task task);
@@ -34,13 +35,35 @@ struct RequestOptions {
   int tensor_size = 0;
 };
 
-// Returns the specs of --model, --top-k, --score-threshold, --max-detections, --no-masks,
-// --counts-only, --raw and --tensor.
-std::vector<FlagSpec> RequestFlagSpecs();
+// The request options as given on a command line (AddRequestOptions fills them); an option is
+// given when its value is set (a switch: true). Values are within their ranges once parsed.
+struct RequestFlags {
+  std::optional<std::string> model;
+  std::optional<int> top_k;
+  std::optional<double> score_threshold;
+  std::optional<int> max_detections;
+  bool no_masks = false;
+  bool counts_only = false;
+  bool raw = false;
+  std::optional<int> tensor_size;
+};
 
-// Reads the request options of `task` from `args`. Fails with INVALID_ARGUMENT naming the option
-// when a value is out of range or an option belongs to another task (e.g. --top-k with detect).
-absl::StatusOr<RequestOptions> ParseRequestFlags(const ParsedArgs& args, VisionTask task);
+// Declares --model, --raw, --tensor, --top-k, --score-threshold, --max-detections, --no-masks and
+// --counts-only on `app` (help group "Requests"), bound to `*flags`, which must outlive the parse.
+// Ranges are checked while parsing ("--top-k: expected an integer in [1, 100000], got '0'"), and so
+// is an empty --model.
+void AddRequestOptions(CLI::App& app, RequestFlags* flags);
+
+// Returns the names of the given request options, without dashes, in the order of the declaration
+// above ("model", "raw", "tensor", "top-k", ...).
+std::vector<std::string> GivenRequestOptions(const RequestFlags& flags);
+
+// Returns the request options of `task` (TASK_CLASSIFICATION, TASK_DETECTION or
+// TASK_SEGMENTATION). Fails with INVALID_ARGUMENT naming the option when one belongs to another
+// task ("--top-k applies to classify only, not to detect") or when --raw and --tensor are both
+// given.
+absl::StatusOr<RequestOptions> RequestOptionsFor(const RequestFlags& flags,
+                                                 ::internimage::serving::v1::Task task);
 
 // Build the request messages. `image` is copied into the message.
 ::internimage::serving::v1::ClassifyRequest MakeClassifyRequest(

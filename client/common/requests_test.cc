@@ -1,28 +1,35 @@
 #include "client/common/requests.h"
 
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "client/common/args.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
 namespace iis::client {
 namespace {
 
+using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 namespace pb = ::internimage::serving::v1;
 
-absl::StatusOr<RequestOptions> ParseFor(VisionTask task, std::vector<std::string> args) {
-  auto parsed = ParsedArgs::Parse(args, RequestFlagSpecs());
+// Parses `args` as the request options of a command line, then takes those of `task`.
+absl::StatusOr<RequestOptions> ParseFor(pb::Task task, std::vector<std::string> args) {
+  CLI::App app;
+  RequestFlags flags;
+  AddRequestOptions(app, &flags);
+  auto parsed = ParseClientArgs(app, std::move(args));
   if (!parsed.ok()) return parsed.status();
-  return ParseRequestFlags(*parsed, task);
+  return RequestOptionsFor(flags, task);
 }
 
 TEST(RequestsTest, BuildsEachRequestFromItsOptions) {
   pb::Image image;
   image.set_encoded("jpegbytes");
-  auto options = ParseFor(VisionTask::kDetect, {"--model", "det", "--score-threshold", "0.3",
-                                                "--max-detections", "7", "--no-masks"});
+  auto options = ParseFor(pb::TASK_DETECTION, {"--model", "det", "--score-threshold", "0.3",
+                                               "--max-detections", "7", "--no-masks"});
   ASSERT_TRUE(options.ok()) << options.status();
   const pb::DetectRequest detect = MakeDetectRequest(*options, image);
   EXPECT_EQ(detect.model(), "det");
@@ -31,12 +38,12 @@ TEST(RequestsTest, BuildsEachRequestFromItsOptions) {
   EXPECT_EQ(detect.mask_encoding(), pb::MASK_ENCODING_NONE);
   EXPECT_EQ(detect.image().encoded(), "jpegbytes");
 
-  options = ParseFor(VisionTask::kClassify, {"--top-k", "3"});
+  options = ParseFor(pb::TASK_CLASSIFICATION, {"--top-k", "3"});
   ASSERT_TRUE(options.ok());
   EXPECT_EQ(MakeClassifyRequest(*options, image).top_k(), 3);
   EXPECT_EQ(MakeClassifyRequest(*options, image).model(), "");
 
-  options = ParseFor(VisionTask::kSegment, {"--counts-only", "--raw"});
+  options = ParseFor(pb::TASK_SEGMENTATION, {"--counts-only", "--raw"});
   ASSERT_TRUE(options.ok());
   EXPECT_TRUE(MakeSegmentRequest(*options, image).counts_only());
   EXPECT_TRUE(options->raw);
@@ -44,31 +51,46 @@ TEST(RequestsTest, BuildsEachRequestFromItsOptions) {
 }
 
 TEST(RequestsTest, RejectsOptionsOfAnotherTask) {
-  auto options = ParseFor(VisionTask::kDetect, {"--top-k", "3"});
+  auto options = ParseFor(pb::TASK_DETECTION, {"--top-k", "3"});
   ASSERT_FALSE(options.ok());
   EXPECT_EQ(options.status().message(), "--top-k applies to classify only, not to detect");
-  EXPECT_FALSE(ParseFor(VisionTask::kClassify, {"--counts-only"}).ok());
-  EXPECT_FALSE(ParseFor(VisionTask::kSegment, {"--no-masks"}).ok());
+  EXPECT_FALSE(ParseFor(pb::TASK_CLASSIFICATION, {"--counts-only"}).ok());
+  EXPECT_FALSE(ParseFor(pb::TASK_SEGMENTATION, {"--no-masks"}).ok());
 }
 
 TEST(RequestsTest, TensorSizeIsParsedAndExcludesRaw) {
-  auto options = ParseFor(VisionTask::kClassify, {"--tensor", "224"});
+  auto options = ParseFor(pb::TASK_CLASSIFICATION, {"--tensor", "224"});
   ASSERT_TRUE(options.ok());
   EXPECT_EQ(options->tensor_size, 224);
-  EXPECT_FALSE(ParseFor(VisionTask::kClassify, {"--tensor", "0"}).ok());
-  EXPECT_THAT(std::string(ParseFor(VisionTask::kClassify, {"--tensor", "224", "--raw"}).status().message()),
-              HasSubstr("exclude each other"));
+  EXPECT_FALSE(ParseFor(pb::TASK_CLASSIFICATION, {"--tensor", "0"}).ok());
+  EXPECT_THAT(
+      std::string(
+          ParseFor(pb::TASK_CLASSIFICATION, {"--tensor", "224", "--raw"}).status().message()),
+      HasSubstr("exclude each other"));
 }
 
 TEST(RequestsTest, RejectsOutOfRangeValues) {
   EXPECT_THAT(
-      std::string(ParseFor(VisionTask::kDetect, {"--score-threshold", "1"}).status().message()),
+      std::string(ParseFor(pb::TASK_DETECTION, {"--score-threshold", "1"}).status().message()),
       HasSubstr("--score-threshold: expected a number in [0, 1), got '1'"));
-  EXPECT_FALSE(ParseFor(VisionTask::kDetect, {"--score-threshold", "-0.1"}).ok());
-  EXPECT_FALSE(ParseFor(VisionTask::kDetect, {"--max-detections", "-1"}).ok());
-  EXPECT_FALSE(ParseFor(VisionTask::kClassify, {"--top-k", "0"}).ok());
-  EXPECT_THAT(std::string(ParseFor(VisionTask::kClassify, {"--model="}).status().message()),
+  EXPECT_FALSE(ParseFor(pb::TASK_DETECTION, {"--score-threshold", "-0.1"}).ok());
+  EXPECT_FALSE(ParseFor(pb::TASK_DETECTION, {"--max-detections", "-1"}).ok());
+  EXPECT_FALSE(ParseFor(pb::TASK_CLASSIFICATION, {"--top-k", "0"}).ok());
+  EXPECT_THAT(std::string(ParseFor(pb::TASK_CLASSIFICATION, {"--model="}).status().message()),
               HasSubstr("--model: expected a model name"));
+}
+
+TEST(RequestsTest, NamesTasksAndTheGivenOptions) {
+  EXPECT_EQ(TaskCommandName(pb::TASK_CLASSIFICATION), "classify");
+  EXPECT_EQ(TaskCommandName(pb::TASK_DETECTION), "detect");
+  EXPECT_EQ(TaskCommandName(pb::TASK_SEGMENTATION), "segment");
+  EXPECT_EQ(ProtoTaskName(pb::TASK_SEGMENTATION), "segmentation");
+  RequestFlags flags;
+  EXPECT_TRUE(GivenRequestOptions(flags).empty());
+  flags.no_masks = true;
+  flags.top_k = 3;
+  flags.model = "m";
+  EXPECT_THAT(GivenRequestOptions(flags), ElementsAre("model", "top-k", "no-masks"));
 }
 
 }  // namespace

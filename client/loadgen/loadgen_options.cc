@@ -1,84 +1,235 @@
 #include "client/loadgen/loadgen_options.h"
 
+#include <cstdint>
 #include <limits>
+#include <optional>
 #include <utility>
 
+#include "CLI/CLI.hpp"
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "client/common/args.h"
 #include "client/common/exit_codes.h"
+#include "client/loadgen/arrivals.h"
+#include "common/command_line.h"
 
 namespace iis::client {
 namespace {
 
-std::vector<FlagSpec> LoadgenFlagSpecs() {
-  std::vector<FlagSpec> specs = ChannelFlagSpecs();
-  for (FlagSpec& spec : RequestFlagSpecs()) specs.push_back(std::move(spec));
-  const std::vector<FlagSpec> own = {{"help", false},
-                                     {"rpc", true},
-                                     {"concurrency", true, true},
-                                     {"rate", true, true},
-                                     {"arrivals", true},
-                                     {"seed", true},
-                                     {"warmup", true},
-                                     {"duration", true},
-                                     {"requests", true},
-                                     {"deadline", true},
-                                     {"max-outstanding", true},
-                                     {"connections", true},
-                                     {"connect-timeout", true},
-                                     {"synthetic", true, true},
-                                     {"json", true},
-                                     {"csv", true},
-                                     {"plot", true},
-                                     {"no-progress", false}};
-  specs.insert(specs.end(), own.begin(), own.end());
-  return specs;
+constexpr char kDescription[] =
+    R"(Load-tests internimage-serving and reports throughput, latency percentiles from a
+high-resolution histogram (min, mean, p50, p90, p95, p99, p99.9, max; <= 0.05% error), errors by
+status code and the server's own timing breakdown.
+
+IMAGE may be a file or a directory (searched recursively for .jpg/.jpeg/.png/.webp/.bmp); the
+image RPCs send a synthetic 640x480 JPEG when neither images nor --synthetic are given.
+)";
+
+constexpr char kFooter[] = R"(
+Before the load starts every target is connected and asked for its models (ListModels), so an
+unreachable target or an unknown model fails at once. A table goes to stdout always.
+
+Exit codes:
+)";
+
+// The command line as given; ParseLoadgenArgs checks it and turns it into a LoadgenConfig.
+struct LoadgenFlags {
+  std::vector<int> concurrency;
+  std::vector<double> rates;
+  std::optional<ArrivalProcess> arrivals;
+  std::optional<int64_t> seed;
+  std::optional<int> max_outstanding;
+  std::optional<absl::Duration> duration;
+  std::optional<int64_t> requests;
+  absl::Duration warmup = absl::ZeroDuration();
+  absl::Duration deadline = absl::Seconds(30);
+  LoadRpc rpc = LoadRpc::kClassify;
+  std::vector<ImageSize> synthetic;
+  RequestFlags request;
+  std::vector<std::string> image_paths;
+  ChannelFlags channel;
+  int connections = 1;
+  absl::Duration connect_timeout = absl::Seconds(10);
+  std::optional<std::string> json_path;
+  std::optional<std::string> csv_path;
+  std::optional<std::string> plot_path;
+  bool no_progress = false;
+};
+
+// Declares --<name> with a value read by `parse` (which names the option in its errors) into
+// `*out` (a T, or a std::optional<T> set only when the option is given).
+template <typename T, typename Out>
+CLI::Option* AddParsedOption(CLI::App& app, absl::string_view name, std::string description,
+                             absl::StatusOr<T> (*parse)(absl::string_view flag,
+                                                        absl::string_view text),
+                             Out* out) {
+  const std::string flag = absl::StrCat("--", name);
+  return app.add_option_function<std::string>(
+      common::FlagNames(name),
+      [flag, parse, out](const std::string& text) {
+        absl::StatusOr<T> value = parse(flag, text);
+        if (!value.ok()) throw CLI::ValidationError(std::string(value.status().message()));
+        *out = *std::move(value);
+      },
+      std::move(description));
+}
+
+// Refuses an empty output path (e.g. --json="$FILE" with FILE unset).
+CLI::Validator OutputFile() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        return text.empty() ? "expected a file path, got an empty string" : "";
+      },
+      "");
+}
+
+// Accepts a file name ending in .png (the only format --plot writes).
+CLI::Validator PngFile() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        return absl::EndsWithIgnoreCase(text, ".png")
+                   ? ""
+                   : absl::StrCat("expected a file name ending in .png, got '", text, "'");
+      },
+      "");
+}
+
+// Declares every argument of internimage-loadgen on `app`, bound to `*flags`.
+void DeclareLoadgenArgs(CLI::App& app, LoadgenFlags* flags) {
+  using common::AddDurationOption;
+  using common::FlagNames;
+  using common::IntegerIn;
+  using common::NumberIn;
+  common::SetUpCommandLine(app, absl::StrCat(kFooter, ExitCodesHelp()));
+  app.add_option("IMAGE", flags->image_paths, "Image files and directories.")->type_name("");
+
+  const std::string shape = "Load shape (one step per value; a list runs a sweep)";
+  AddListOption(app, "concurrency", "N[,N...]",
+                "Closed loop: N calls always in flight (default 1).", IntegerIn(1, kMaxConcurrency),
+                &flags->concurrency)
+      ->group(shape);
+  AddListOption(app, "rate", "R[,R...]",
+                "Open loop: R calls per second; latency is measured from the INTENDED send "
+                "time, so the generator's own delays are never hidden.",
+                NumberIn(0.001, kMaxRate), &flags->rates)
+      ->group(shape);
+  AddParsedOption(app, "arrivals", "Open loop: poisson (default) or constant inter-arrival times.",
+                  ParseArrivalProcess, &flags->arrivals)
+      ->type_name("KIND")
+      ->group(shape);
+  app.add_option(FlagNames("seed"), flags->seed,
+                 "Open loop: seed of the Poisson arrivals (default 1).")
+      ->check(IntegerIn(0, std::numeric_limits<int64_t>::max()))
+      ->type_name("N")
+      ->group(shape);
+  app.add_option(FlagNames("max-outstanding"), flags->max_outstanding,
+                 "Open loop: cap on calls in flight (default 10000).")
+      ->check(IntegerIn(1, 100000))
+      ->type_name("N")
+      ->group(shape);
+
+  const std::string length =
+      absl::StrCat("Length (every run must end by itself: --duration, --requests or both; at most ",
+                   absl::FormatDuration(kMaxPlannedTime), " in all)");
+  AddDurationOption(app, "duration", &flags->duration,
+                    absl::StrCat("Measured time per step, e.g. 20s (at most ",
+                                 absl::FormatDuration(kMaxStepDuration), ")."),
+                    absl::Milliseconds(1), kMaxStepDuration)
+      ->group(length);
+  app.add_option(FlagNames("requests"), flags->requests, "Measured calls per step.")
+      ->check(IntegerIn(1, kMaxRequestsPerStep))
+      ->type_name("N")
+      ->group(length);
+  AddDurationOption(app, "warmup", &flags->warmup,
+                    absl::StrCat("Time before each step's measurement, in no figure (default 0s, "
+                                 "at most ",
+                                 absl::FormatDuration(kMaxWarmup), ")."),
+                    absl::ZeroDuration(), kMaxWarmup)
+      ->group(length);
+  AddDurationOption(app, "deadline", &flags->deadline, "Deadline of each call (default 30s).",
+                    absl::Milliseconds(1), absl::Minutes(10))
+      ->group(length);
+
+  AddParsedOption(app, "rpc",
+                  "classify (default), detect, segment, getmodel or health (getmodel and health "
+                  "are cheap: they measure the generator and the transport).",
+                  ParseLoadRpc, &flags->rpc)
+      ->type_name("RPC")
+      ->group("Requests");
+  AddListOption(app, "synthetic", "WxH[,WxH...]",
+                "Generated JPEGs of these sizes (default 640x480 when no image is given).",
+                [flags](absl::string_view item) -> absl::Status {
+                  absl::StatusOr<ImageSize> size = ParseImageSize("--synthetic", item);
+                  if (!size.ok()) return size.status();
+                  flags->synthetic.push_back(*size);
+                  return absl::OkStatus();
+                })
+      ->group("Requests");
+  AddRequestOptions(app, &flags->request);
+
+  AddChannelOptions(app, TargetCount::kSeveral, &flags->channel);
+  app.add_option(FlagNames("connections"), flags->connections,
+                 "Connections per target (default 1).")
+      ->check(IntegerIn(1, kMaxConnections))
+      ->type_name("N")
+      ->group("Connection");
+  AddDurationOption(app, "connect-timeout", &flags->connect_timeout,
+                    "How long to wait for each target before giving up (default 10s).",
+                    absl::Milliseconds(1), absl::Minutes(5))
+      ->group("Connection");
+
+  const std::string output = "Output (a table on stdout always)";
+  app.add_option(FlagNames("json"), flags->json_path,
+                 "One document: run settings and a \"steps\" array, one entry per step, with "
+                 "requests_ok, requests_failed, throughput_rps, latency_ms {min, mean, p50, p90, "
+                 "p95, p99, p999, max}, errors by code, server_timing_ms, per-target counts and "
+                 "the generator's CPU use.")
+      ->check(OutputFile())
+      ->type_name("FILE")
+      ->group(output);
+  app.add_option(FlagNames("csv"), flags->csv_path, "One row per step.")
+      ->check(OutputFile())
+      ->type_name("FILE")
+      ->group(output);
+  app.add_option(FlagNames("plot"), flags->plot_path,
+                 "p50/p90/p99 latency and throughput against concurrency or rate.")
+      ->check(OutputFile())
+      ->check(PngFile())
+      ->type_name("FILE.png")
+      ->group(output);
+  app.add_flag(FlagNames("no-progress"), flags->no_progress,
+               "No live progress line (it is shown only when stderr is a terminal).")
+      ->group(output);
 }
 
 absl::Status Invalid(absl::string_view message) { return absl::InvalidArgumentError(message); }
 
-absl::Status ParseSteps(const ParsedArgs& args, LoadgenConfig* config) {
-  const bool closed = args.Has("concurrency");
-  const bool open = args.Has("rate");
-  if (closed && open) {
+absl::Status CheckSteps(const LoadgenFlags& flags, LoadgenConfig* config) {
+  const bool open = !flags.rates.empty();
+  if (open && !flags.concurrency.empty()) {
     return Invalid(
         "--concurrency and --rate: expected one of them (closed or open loop), got both");
   }
   if (!open) {
-    for (const char* option : {"arrivals", "max-outstanding", "seed"}) {
-      if (args.Has(option)) {
+    const std::pair<const char*, bool> open_only[] = {
+        {"arrivals", flags.arrivals.has_value()},
+        {"max-outstanding", flags.max_outstanding.has_value()},
+        {"seed", flags.seed.has_value()}};
+    for (const auto& [option, given] : open_only) {
+      if (given) {
         return Invalid(absl::StrCat("--", option, " applies to open-loop runs (--rate) only"));
       }
     }
   }
   if (open) {
-    auto rates = SplitListValues("--rate", args.Values("rate"));
-    if (!rates.ok()) return rates.status();
-    for (const std::string& text : *rates) {
-      auto rate = ParseDoubleValue("--rate", text, 0.001, kMaxRate);
-      if (!rate.ok()) return rate.status();
-      config->steps.push_back(LoadStep{0, *rate});
-    }
-    auto arrivals = ParseArrivalProcess("--arrivals", args.GetString("arrivals", "poisson"));
-    if (!arrivals.ok()) return arrivals.status();
-    config->run.arrivals = *arrivals;
-    auto seed = args.GetInt("seed", 1, 0, std::numeric_limits<int64_t>::max());
-    if (!seed.ok()) return seed.status();
-    config->run.seed = static_cast<uint64_t>(*seed);
-    auto max_outstanding = args.GetInt("max-outstanding", 10000, 1, 100000);
-    if (!max_outstanding.ok()) return max_outstanding.status();
-    config->run.max_outstanding = static_cast<int>(*max_outstanding);
+    for (double rate : flags.rates) config->steps.push_back(LoadStep{0, rate});
+    config->run.arrivals = flags.arrivals.value_or(ArrivalProcess::kPoisson);
+    config->run.seed = static_cast<uint64_t>(flags.seed.value_or(1));
+    config->run.max_outstanding = flags.max_outstanding.value_or(10000);
   } else {
-    auto levels = SplitListValues("--concurrency", args.Values("concurrency"));
-    if (!levels.ok()) return levels.status();
-    if (levels->empty()) levels->push_back("1");
-    for (const std::string& text : *levels) {
-      auto concurrency = ParseIntValue("--concurrency", text, 1, kMaxConcurrency);
-      if (!concurrency.ok()) return concurrency.status();
-      config->steps.push_back(LoadStep{static_cast<int>(*concurrency), 0});
-    }
+    for (int concurrency : flags.concurrency) config->steps.push_back(LoadStep{concurrency, 0});
+    if (config->steps.empty()) config->steps.push_back(LoadStep{1, 0});
   }
   if (static_cast<int>(config->steps.size()) > kMaxSteps) {
     return Invalid(absl::StrCat("--", open ? "rate" : "concurrency", ": expected at most ",
@@ -87,63 +238,42 @@ absl::Status ParseSteps(const ParsedArgs& args, LoadgenConfig* config) {
   return absl::OkStatus();
 }
 
-absl::Status ParseBounds(const ParsedArgs& args, LoadgenConfig* config) {
-  auto warmup = args.GetDuration("warmup", absl::ZeroDuration(), absl::ZeroDuration(), kMaxWarmup);
-  if (!warmup.ok()) return warmup.status();
-  auto duration =
-      args.GetDuration("duration", absl::ZeroDuration(), absl::Milliseconds(1), kMaxStepDuration);
-  if (!duration.ok()) return duration.status();
-  auto requests = args.GetInt("requests", 0, 1, kMaxRequestsPerStep);
-  if (!requests.ok()) return requests.status();
-  if (!args.Has("duration") && !args.Has("requests")) {
+absl::Status CheckBounds(const LoadgenFlags& flags, LoadgenConfig* config) {
+  if (!flags.duration.has_value() && !flags.requests.has_value()) {
     return Invalid("expected --duration (e.g. 20s) or --requests N: every run must end by itself");
   }
-  config->run.warmup = *warmup;
-  config->run.duration = *duration;
-  config->run.requests = *requests;
+  config->run.warmup = flags.warmup;
+  config->run.duration = flags.duration.value_or(absl::ZeroDuration());
+  config->run.requests = flags.requests.value_or(0);
+  config->run.deadline = flags.deadline;
   // A step with only a request budget is bounded by that budget (and the call deadline).
-  const absl::Duration step_time = *warmup + *duration;
-  if (args.Has("duration") &&
+  const absl::Duration step_time = config->run.warmup + config->run.duration;
+  if (flags.duration.has_value() &&
       step_time * static_cast<double>(config->steps.size()) > kMaxPlannedTime) {
     return Invalid(absl::StrCat("--duration and --warmup: ", config->steps.size(), " steps of ",
                                 absl::FormatDuration(step_time), " exceed the ",
                                 absl::FormatDuration(kMaxPlannedTime), " a run may last"));
   }
-  auto deadline =
-      args.GetDuration("deadline", absl::Seconds(30), absl::Milliseconds(1), absl::Minutes(10));
-  if (!deadline.ok()) return deadline.status();
-  config->run.deadline = *deadline;
   return absl::OkStatus();
 }
 
-absl::Status ParseInputs(const ParsedArgs& args, LoadgenConfig* config) {
-  config->image_paths = args.positional();
-  auto sizes = SplitListValues("--synthetic", args.Values("synthetic"));
-  if (!sizes.ok()) return sizes.status();
-  for (const std::string& text : *sizes) {
-    auto size = ParseImageSize("--synthetic", text);
-    if (!size.ok()) return size.status();
-    config->synthetic.push_back(*size);
-  }
+absl::Status CheckInputs(const LoadgenFlags& flags, LoadgenConfig* config) {
+  config->image_paths = flags.image_paths;
+  config->synthetic = flags.synthetic;
   if (!RpcTakesImages(config->rpc)) {
     if (!config->image_paths.empty() || !config->synthetic.empty()) {
       return Invalid(
           absl::StrCat("--rpc ", LoadRpcName(config->rpc), " sends no image, got image arguments"));
     }
-    for (const FlagSpec& spec : RequestFlagSpecs()) {
-      if (spec.name == "model" && config->rpc == LoadRpc::kGetModel) continue;
-      if (args.Has(spec.name)) {
-        return Invalid(
-            absl::StrCat("--", spec.name, " does not apply to --rpc ", LoadRpcName(config->rpc)));
-      }
+    for (const std::string& option : GivenRequestOptions(flags.request)) {
+      if (option == "model" && config->rpc == LoadRpc::kGetModel) continue;
+      return Invalid(
+          absl::StrCat("--", option, " does not apply to --rpc ", LoadRpcName(config->rpc)));
     }
-    config->request.model = args.GetString("model", "");
+    config->request.model = flags.request.model.value_or("");
     return absl::OkStatus();
   }
-  const VisionTask task = config->rpc == LoadRpc::kClassify ? VisionTask::kClassify
-                          : config->rpc == LoadRpc::kDetect ? VisionTask::kDetect
-                                                            : VisionTask::kSegment;
-  auto request = ParseRequestFlags(args, task);
+  auto request = RequestOptionsFor(flags.request, TaskOfRpc(config->rpc));
   if (!request.ok()) return request.status();
   config->request = *std::move(request);
   if (config->image_paths.empty() && config->synthetic.empty()) {
@@ -152,118 +282,40 @@ absl::Status ParseInputs(const ParsedArgs& args, LoadgenConfig* config) {
   return absl::OkStatus();
 }
 
-absl::Status ParseOutputs(const ParsedArgs& args, LoadgenConfig* config) {
-  config->json_path = args.GetString("json", "");
-  config->csv_path = args.GetString("csv", "");
-  config->plot_path = args.GetString("plot", "");
-  for (const char* option : {"json", "csv", "plot"}) {
-    if (args.Has(option) && args.GetString(option, "").empty()) {
-      return Invalid(absl::StrCat("--", option, ": expected a file path, got an empty string"));
-    }
-  }
-  if (!config->plot_path.empty() && !absl::EndsWithIgnoreCase(config->plot_path, ".png")) {
-    return Invalid(
-        absl::StrCat("--plot: expected a file name ending in .png, got '", config->plot_path, "'"));
-  }
-  config->no_progress = args.Has("no-progress");
-  return absl::OkStatus();
-}
-
 }  // namespace
 
 absl::StatusOr<LoadgenConfig> ParseLoadgenArgs(const std::vector<std::string>& argv) {
-  auto parsed = ParsedArgs::Parse(argv, LoadgenFlagSpecs());
+  CLI::App app(kDescription, "internimage-loadgen");
+  LoadgenFlags flags;
+  DeclareLoadgenArgs(app, &flags);
+  absl::StatusOr<common::CommandLineResult> parsed = ParseClientArgs(app, argv);
   if (!parsed.ok()) return parsed.status();
-  const ParsedArgs& args = *parsed;
   LoadgenConfig config;
-  if (args.Has("help")) {
+  if (*parsed == common::CommandLineResult::kHelp) {
     config.help = true;
     return config;
   }
-  auto targets = SplitListValues("--target", args.Values("target"));
-  if (!targets.ok()) return targets.status();
-  config.targets = targets->empty() ? std::vector<std::string>{"localhost:50051"} : *targets;
-  for (const std::string& target : config.targets) {
-    if (absl::Status valid = ValidateTarget(target); !valid.ok()) return valid;
+  config.targets = flags.channel.targets;
+  if (config.targets.empty()) config.targets.push_back(kDefaultTarget);
+  if (absl::Status tls = ApplyTlsFlags(flags.channel, &config.channel); !tls.ok()) return tls;
+  config.connections = flags.connections;
+  config.connect_timeout = flags.connect_timeout;
+  config.rpc = flags.rpc;
+  for (auto* check : {CheckSteps, CheckBounds, CheckInputs}) {
+    if (absl::Status status = check(flags, &config); !status.ok()) return status;
   }
-  if (absl::Status tls = ApplyTlsFlags(args, &config.channel); !tls.ok()) return tls;
-  auto connections = args.GetInt("connections", 1, 1, kMaxConnections);
-  if (!connections.ok()) return connections.status();
-  config.connections = static_cast<int>(*connections);
-  auto connect_timeout = args.GetDuration("connect-timeout", absl::Seconds(10),
-                                          absl::Milliseconds(1), absl::Minutes(5));
-  if (!connect_timeout.ok()) return connect_timeout.status();
-  config.connect_timeout = *connect_timeout;
-  auto rpc = ParseLoadRpc("--rpc", args.GetString("rpc", "classify"));
-  if (!rpc.ok()) return rpc.status();
-  config.rpc = *rpc;
-  for (auto* parse : {ParseSteps, ParseBounds, ParseInputs, ParseOutputs}) {
-    if (absl::Status status = parse(args, &config); !status.ok()) return status;
-  }
+  config.json_path = flags.json_path.value_or("");
+  config.csv_path = flags.csv_path.value_or("");
+  config.plot_path = flags.plot_path.value_or("");
+  config.no_progress = flags.no_progress;
   return config;
 }
 
 std::string LoadgenHelp() {
-  return absl::StrCat(
-      R"(Usage: internimage-loadgen [OPTIONS] [IMAGE|DIR ...]
-
-Load-tests internimage-serving and reports throughput, latency percentiles from a
-high-resolution histogram (min, mean, p50, p90, p95, p99, p99.9, max; <= 0.05% error), errors by
-status code and the server's own timing breakdown.
-
-Load shape (one step per value; a list runs a sweep):
-  --concurrency N[,N...]   closed loop: N calls always in flight (default 1)
-  --rate R[,R...]          open loop: R calls per second; latency is measured from the INTENDED
-                           send time, so the generator's own delays are never hidden
-  --arrivals KIND          open loop: poisson (default) or constant inter-arrival times
-  --seed N                 open loop: seed of the Poisson arrivals (default 1)
-  --max-outstanding N      open loop: cap on calls in flight (default 10000)
-
-Length (every run must end by itself; one of the two is required):
-  --duration D             measured time per step, e.g. 20s (max 1h)
-  --requests N             measured calls per step (max 100000000)
-  --warmup D               time before each step's measurement, in no figure (default 0s)
-  --deadline D             deadline of each call (default 30s)
-
-What to send:
-  --rpc RPC                classify (default), detect, segment, getmodel or health
-                           (getmodel and health are cheap: they measure the generator itself)
-  --model NAME             model name (default: the server's default model for the task)
-  --synthetic WxH[,WxH]    generated JPEGs of these sizes (default 640x480 when no image is given)
-  --raw                    send decoded RGB pixels instead of the encoded files
-  --tensor N               send ready network inputs: float32 3xNxN tensors (the images resized
-                           and normalised here), so the server skips decoding and preprocessing;
-                           with N = the model's input size this measures the server against
-                           internimage-predict --input (scripts/bench-server.sh)
-  --top-k N | --score-threshold F | --max-detections N | --no-masks | --counts-only
-                           per-task request options, as in internimage-client
-  IMAGE|DIR ...            image files, or directories searched for .jpg/.png/.webp/.bmp
-
-Where to send it:
-  --target HOST:PORT       repeat (or comma-separate) to drive a fleet: calls rotate over the
-                           targets; a name that resolves to several addresses is spread over
-                           all of them (round_robin). Default localhost:50051. Nothing else is
-                           ever contacted.
-  --connections N          connections per target (default 1)
-  --connect-timeout D      how long to wait for each target before giving up (default 10s)
-  --tls, --ca-cert FILE, --client-cert FILE, --client-key FILE, --server-name NAME
-                           TLS and mutual TLS, as in internimage-client
-
-Output (a table on stdout always):
-  --json FILE              one document: run settings and a "steps" array, one entry per step,
-                           with requests_ok, requests_failed, throughput_rps,
-                           latency_ms {min, mean, p50, p90, p95, p99, p999, max}, errors by code,
-                           server_timing_ms, per-target counts and the generator's CPU use
-  --csv FILE               one row per step
-  --plot FILE.png          p50/p90/p99 latency and throughput against concurrency or rate
-  --no-progress            no live progress line (it is shown only when stderr is a terminal)
-
-Before the load starts every target is connected and asked for its models (ListModels), so an
-unreachable target or an unknown model fails at once.
-
-Exit codes:
-)",
-      ExitCodesHelp());
+  CLI::App app(kDescription, "internimage-loadgen");
+  LoadgenFlags flags;
+  DeclareLoadgenArgs(app, &flags);
+  return app.help();
 }
 
 }  // namespace iis::client

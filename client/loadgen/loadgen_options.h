@@ -43,13 +43,15 @@ struct LoadgenConfig {
   bool help = false;
 };
 
-// Parses internimage-loadgen's arguments (argv without the program name). Fails with
-// INVALID_ARGUMENT and a message naming the option on any bad or inconsistent input, including a
-// run that would not end by itself (neither --duration nor --requests) or exceeds the caps above.
-// With --help, returns a config with only `help` set.
+// Parses internimage-loadgen's arguments (argv without the program name): options
+// (`--name value` or `--name=value`, see common/command_line.h) around image files and
+// directories. Fails with INVALID_ARGUMENT and a message naming the option on any bad or
+// inconsistent input, including a run that would not end by itself (neither --duration nor
+// --requests) or exceeds the caps above. With -h/--help, returns a config with only `help` set.
 absl::StatusOr<LoadgenConfig> ParseLoadgenArgs(const std::vector<std::string>& args);
 
-// Returns the --help text (options, output files, exit codes).
+// Returns the --help text, generated from the option declarations: what the tool does, every
+// option (load shape, length, what and where to send, outputs), and the exit codes.
 std::string LoadgenHelp();
 
 }  // namespace iis::client

@@ -88,11 +88,33 @@ TEST(LoadgenOptionsTest, ErrorsNameTheArgument) {
   EXPECT_THAT(ErrorOf({"--duration", "soon"}), HasSubstr("--duration: expected a duration"));
 }
 
+TEST(LoadgenOptionsTest, AcceptsBothValueFormsAndUnderscoreNames) {
+  auto config = ParseLoadgenArgs({"a.jpg", "--target=h:1", "--max_outstanding=5", "--rate=2.5",
+                                  "b.jpg", "--connect_timeout", "1s", "--requests=10",
+                                  "--rpc=segment", "--counts-only", "--no_progress"});
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_THAT(config->image_paths, ElementsAre("a.jpg", "b.jpg"));
+  EXPECT_THAT(config->targets, ElementsAre("h:1"));
+  EXPECT_EQ(config->run.max_outstanding, 5);
+  ASSERT_EQ(config->steps.size(), 1u);
+  EXPECT_EQ(config->steps[0].rate, 2.5);
+  EXPECT_EQ(config->connect_timeout, absl::Seconds(1));
+  EXPECT_EQ(config->rpc, LoadRpc::kSegment);
+  EXPECT_TRUE(config->request.counts_only);
+  EXPECT_TRUE(config->no_progress);
+  EXPECT_TRUE(config->synthetic.empty());
+  EXPECT_TRUE(ParseLoadgenArgs({"--help"})->help);
+  EXPECT_THAT(ErrorOf({"--duration", "1s", "--json="}), HasSubstr("--json: expected a file path"));
+}
+
 TEST(LoadgenOptionsTest, HelpDocumentsTheOptionsAndExitCodes) {
   const std::string help = LoadgenHelp();
   for (const char* needle :
        {"--concurrency", "--rate", "--arrivals", "--warmup", "--duration", "--requests",
-        "--synthetic", "--json", "--csv", "--plot", "INTENDED", "Exit codes", "UNAVAILABLE"}) {
+        "--synthetic", "--json", "--csv", "--plot", "INTENDED", "Exit codes", "UNAVAILABLE",
+        // generated from the declarations, shared options included, with ranges
+        "--concurrency N[,N...]:each in [1, 10000]", "--target HOST:PORT[,...]",
+        "--connections N:in [1, 64]", "--top-k N:in [1, 100000]", "--no-progress"}) {
     EXPECT_THAT(help, HasSubstr(needle));
   }
 }

@@ -12,7 +12,6 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
-#include "client/common/args.h"
 #include "client/common/channel.h"
 #include "client/common/exit_codes.h"
 #include "client/common/images.h"
@@ -22,6 +21,7 @@
 #include "client/loadgen/report.h"
 #include "client/loadgen/runner.h"
 #include "client/loadgen/workload.h"
+#include "common/command_line.h"
 
 namespace iis::client {
 namespace {
@@ -72,7 +72,7 @@ int ExitCodeFor(const absl::Status& status) {
 }
 
 int Main(int argc, char** argv) {
-  auto config_or = ParseLoadgenArgs(ArgvToVector(argc, argv));
+  auto config_or = ParseLoadgenArgs(common::ArgsOf(argc, argv));
   if (!config_or.ok()) {
     return Fail(kExitUsage, absl::StrCat(config_or.status().message(), " (see --help)"));
   }
