@@ -121,6 +121,17 @@ else
   install_missing buildah debootstrap iproute2 curl python3 python3-skimage ca-certificates
   export BUILDAH_ISOLATION=chroot
 fi
+# Leftovers of an earlier run that was killed (its pid is in the names) would only take space.
+if [[ $engine == buildah ]]; then
+  while read -r name; do
+    [[ $name =~ ^iis-check-(server|client)-([0-9]+)$ ]] || continue
+    kill -0 "${BASH_REMATCH[2]}" 2>/dev/null || buildah rm "$name" >/dev/null 2>&1 || true
+  done < <(buildah containers --format '{{.ContainerName}}' 2>/dev/null)
+  while read -r name _; do
+    [[ $name =~ ^iis-check-image-([0-9]+)$ ]] || continue
+    kill -0 "${BASH_REMATCH[1]}" 2>/dev/null || ip netns delete "$name" 2>/dev/null || true
+  done < <(ip netns list 2>/dev/null)
+fi
 for photo in chelsea astronaut coffee; do
   [[ -f $photos/$photo.png ]] || fail "$photos/$photo.png is missing (python3-skimage)"
 done
@@ -227,7 +238,8 @@ if ! nice -n 10 "${build[@]}" 2>&1 | stamp >"$build_log"; then
   fail "image build (${build[*]})"
 fi
 # Where the time went: the start of every step (buildah: "STEP n/m", Docker: "#n [stage n/m]").
-grep -E '^\[ *[0-9]+s\] (STEP [0-9]+/[0-9]+|#[0-9]+ \[)' "$build_log" | cut -c1-150 || true
+grep -E '^\[ *[0-9]+s\] (\[[0-9]+/[0-9]+\] )?(STEP [0-9]+/[0-9]+|#[0-9]+ \[)' "$build_log" |
+  cut -c1-120 || true
 cached_steps=$(grep -ciE "using cache|CACHED" "$build_log" || true)
 pass "image built in $((SECONDS - build_start))s ($cached_steps steps from the layer cache)"
 
