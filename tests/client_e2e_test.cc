@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
@@ -148,7 +149,16 @@ class FakeServer {
                                      "--metrics-port-file=" + (dir_ / "metrics_port").string(),
                                      "--drain-grace=1s",
                                      "--max-queue-size=256"};
-    argv.insert(argv.end(), extra_flags.begin(), extra_flags.end());
+    // An extra flag replaces a default of the same name (each option may be given once).
+    for (const std::string& extra : extra_flags) {
+      const std::string name = extra.substr(0, extra.find('='));
+      argv.erase(std::remove_if(argv.begin() + 1, argv.end(),
+                                [&name](const std::string& arg) {
+                                  return arg.substr(0, arg.find('=')) == name;
+                                }),
+                 argv.end());
+      argv.push_back(extra);
+    }
     pid_ = Spawn(argv, dir_ / "server.out", dir_ / "server.log");
     port_ = ReadPortFile(dir_ / "port", pid_, std::chrono::seconds(30));
     metrics_port_ = ReadPortFile(dir_ / "metrics_port", pid_, std::chrono::seconds(5));

@@ -9,67 +9,80 @@
 // newline, written to a temporary name and renamed, so a reader never sees a partial file), and
 // exits 0 after SIGTERM/SIGINT and a clean drain. Models: fake_classifier (default),
 // fake_classifier_b, fake_detector, fake_segmenter; see tests/fake_engine.h for their answers.
+#include <cstdio>
 #include <optional>
 #include <string>
 #include <vector>
 
-#include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
-#include "absl/flags/usage.h"
+#include "CLI/CLI.hpp"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
-#include "server/config/server_config.h"
+#include "common/command_line.h"
 #include "common/logging.h"
+#include "server/config/server_config.h"
 #include "server/frontend/run_server.h"
 #include "tests/fake_engine.h"
 
-ABSL_FLAG(std::string, host, "127.0.0.1", "Address to listen on.");
-ABSL_FLAG(int, port, 0, "gRPC port; 0 picks a free port (see --port-file).");
-ABSL_FLAG(int, metrics_port, 0, "Prometheus /metrics port; 0 picks a free one, -1 turns it off.");
-ABSL_FLAG(std::string, port_file, "", "Write the bound gRPC port here once serving.");
-ABSL_FLAG(std::string, metrics_port_file, "", "Write the bound metrics port here once serving.");
-ABSL_FLAG(absl::Duration, drain_grace, absl::Seconds(5), "Drain grace period after SIGTERM.");
-ABSL_FLAG(absl::Duration, latency, absl::ZeroDuration(),
-          "Simulated inference time of every request.");
-ABSL_FLAG(int, max_queue_size, 16,
-          "Requests accepted and unanswered beyond this: RESOURCE_EXHAUSTED.");
-ABSL_FLAG(int, worker_threads, 2, "Threads of the fake engine.");
-ABSL_FLAG(int64_t, max_image_pixels, 40'000'000, "Largest image accepted (width x height).");
-ABSL_FLAG(std::optional<std::string>, tls_cert, std::nullopt,
-          "PEM certificate; with --tls-key: TLS.");
-ABSL_FLAG(std::optional<std::string>, tls_key, std::nullopt, "PEM private key.");
-ABSL_FLAG(std::optional<std::string>, tls_client_ca, std::nullopt,
-          "PEM CA of client certificates; set to require mutual TLS.");
-
-
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage(
-      "the real gRPC front end over a deterministic fake engine, for tests.\n"
-      "Usage: fake_vision_server [--port=0] [--port-file=FILE] [--metrics-port-file=FILE] ...");
-  std::vector<std::string> args = iis::NormalizeFlagNames(argc, argv);
-  std::vector<char*> arg_pointers;
-  for (std::string& arg : args) arg_pointers.push_back(arg.data());
-  absl::ParseCommandLine(static_cast<int>(arg_pointers.size()), arg_pointers.data());
-
+  using iis::common::FlagNames;
+  using iis::common::Integer;
+  using iis::common::IntegerIn;
+  CLI::App app("The real gRPC front end over a deterministic fake engine, for tests.",
+               "fake_vision_server");
+  iis::common::SetUpCommandLine(app, "");
   iis::ConfigOverrides overrides;
-  overrides.host = absl::GetFlag(FLAGS_host);
-  overrides.port = absl::GetFlag(FLAGS_port);
-  overrides.metrics_port = absl::GetFlag(FLAGS_metrics_port);
-  overrides.drain_grace = absl::GetFlag(FLAGS_drain_grace);
-  overrides.max_image_pixels = absl::GetFlag(FLAGS_max_image_pixels);
-  overrides.tls_cert_file = absl::GetFlag(FLAGS_tls_cert);
-  overrides.tls_key_file = absl::GetFlag(FLAGS_tls_key);
-  overrides.tls_client_ca_file = absl::GetFlag(FLAGS_tls_client_ca);
+  overrides.host = "127.0.0.1";
+  overrides.port = 0;
+  overrides.metrics_port = 0;
+  overrides.drain_grace = absl::Seconds(5);
+  overrides.max_image_pixels = 40'000'000;
+  iis::FakeEngineOptions engine_options;
+  std::string port_file, metrics_port_file;
+  app.add_option(FlagNames("host"), overrides.host, "Address to listen on.");
+  app.add_option(FlagNames("port"), overrides.port, "gRPC port; 0 picks a free port.")
+      ->check(Integer());
+  app.add_option(FlagNames("metrics-port"), overrides.metrics_port,
+                 "Prometheus /metrics port; 0 picks a free one, -1 turns it off.")
+      ->check(Integer());
+  app.add_option(FlagNames("port-file"), port_file, "Write the bound gRPC port here once serving.");
+  app.add_option(FlagNames("metrics-port-file"), metrics_port_file,
+                 "Write the bound metrics port here once serving.");
+  iis::common::AddDurationOption(app, "drain-grace", &overrides.drain_grace,
+                                 "Drain grace period after SIGTERM.", -absl::InfiniteDuration(),
+                                 absl::InfiniteDuration());
+  iis::common::AddDurationOption(app, "latency", &engine_options.latency,
+                                 "Simulated inference time of every request.",
+                                 absl::ZeroDuration(), absl::Hours(1));
+  app.add_option(FlagNames("max-queue-size"), engine_options.max_queue_size,
+                 "Requests accepted and unanswered beyond this: RESOURCE_EXHAUSTED.")
+      ->check(IntegerIn(1, 1'000'000));
+  app.add_option(FlagNames("worker-threads"), engine_options.worker_threads,
+                 "Threads of the fake engine.")
+      ->check(IntegerIn(1, 1024));
+  app.add_option(FlagNames("max-image-pixels"), overrides.max_image_pixels,
+                 "Largest image accepted (width x height).")
+      ->check(Integer());
+  app.add_option(FlagNames("tls-cert"), overrides.tls_cert_file,
+                 "PEM certificate; with --tls-key: TLS.");
+  app.add_option(FlagNames("tls-key"), overrides.tls_key_file, "PEM private key.");
+  app.add_option(FlagNames("tls-client-ca"), overrides.tls_client_ca_file,
+                 "PEM CA of client certificates; set to require mutual TLS.");
+  absl::StatusOr<iis::common::CommandLineResult> parsed =
+      iis::common::ParseCommandLine(app, iis::common::ArgsOf(argc, argv));
+  if (!parsed.ok()) {
+    std::fprintf(stderr, "fake_vision_server: %s\n", std::string(parsed.status().message()).c_str());
+    return iis::kExitBadConfig;
+  }
+  if (*parsed == iis::common::CommandLineResult::kHelp) {
+    std::fputs(app.help().c_str(), stdout);
+    return iis::kExitOk;
+  }
+
   absl::StatusOr<iis::ServerConfig> config = iis::MakeServerConfig("", overrides);
   if (!config.ok()) {
     iis::common::Log(iis::common::LogSeverity::kError, config.status().ToString());
     return iis::kExitBadConfig;
   }
-
-  iis::FakeEngineOptions engine_options;
-  engine_options.latency = absl::GetFlag(FLAGS_latency);
-  engine_options.max_queue_size = absl::GetFlag(FLAGS_max_queue_size);
-  engine_options.worker_threads = absl::GetFlag(FLAGS_worker_threads);
 
   iis::RunServerOptions options;
   options.config = *std::move(config);
@@ -80,9 +93,9 @@ int main(int argc, char** argv) {
     with_metrics.metrics = metrics;
     return std::make_unique<iis::FakeEngine>(with_metrics);
   };
-  options.on_serving = [](int grpc_port, int metrics_port) {
-    iis::WritePortFile(absl::GetFlag(FLAGS_port_file), grpc_port);
-    iis::WritePortFile(absl::GetFlag(FLAGS_metrics_port_file), metrics_port);
+  options.on_serving = [&port_file, &metrics_port_file](int grpc_port, int metrics_port) {
+    iis::WritePortFile(port_file, grpc_port);
+    iis::WritePortFile(metrics_port_file, metrics_port);
   };
   return iis::RunServer(options);
 }

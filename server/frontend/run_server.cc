@@ -4,12 +4,10 @@
 #include <signal.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
 #include <string>
 #include <thread>
 #include <utility>
@@ -19,6 +17,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
+#include "common/file_io.h"
 #include "common/logging.h"
 #include "server/frontend/server.h"
 
@@ -180,30 +179,12 @@ int RunServer(const RunServerOptions& options) {
   return kExitOk;
 }
 
-std::vector<std::string> NormalizeFlagNames(int argc, char** argv) {
-  std::vector<std::string> args(argv, argv + argc);
-  for (size_t i = 1; i < args.size(); ++i) {
-    std::string& arg = args[i];
-    if (arg == "--") break;
-    if (arg.size() < 2 || arg[0] != '-') continue;
-    const size_t name_start = arg[1] == '-' ? 2 : 1;
-    const size_t name_end = std::min(arg.find('='), arg.size());
-    for (size_t j = name_start; j < name_end; ++j) {
-      if (arg[j] == '-') arg[j] = '_';
-    }
-  }
-  return args;
-}
-
 void WritePortFile(const std::string& path, int port) {
   if (path.empty()) return;
-  const std::string temporary = path + ".tmp";
-  {
-    std::ofstream out(temporary);
-    out << port << "\n";
-  }
-  if (std::rename(temporary.c_str(), path.c_str()) != 0) {
-    common::Log(common::LogSeverity::kError, absl::StrCat("cannot write the port file ", path));
+  if (absl::Status written = common::WriteFileAtomically(path, absl::StrCat(port, "\n"));
+      !written.ok()) {
+    common::Log(common::LogSeverity::kError,
+                absl::StrCat("cannot write the port file: ", written.message()));
   }
 }
 

@@ -40,14 +40,9 @@ struct RunServerOptions {
 // (they only write to a self-pipe; a watcher thread does the rest), so call it once, from main().
 int RunServer(const RunServerOptions& options);
 
-// Returns argv with '-' turned into '_' in flag names ("--metrics-port=1" becomes
-// "--metrics_port=1"), so the documented dashed spellings work with abseil flags. Values and the
-// arguments after a bare "--" are left alone.
-std::vector<std::string> NormalizeFlagNames(int argc, char** argv);
-
-// Writes `port` and a newline to `path` through a temporary file and a rename, so a reader never
-// sees a partial file (the --port-file flags of the server binaries). An empty path writes
-// nothing; a failure is logged. Thread-safe.
+// Writes `port` and a newline to `path` with common::WriteFileAtomically, so a reader never sees
+// a partial file (the --port-file flags of the server binaries). An empty path writes nothing; a
+// failure is logged. Thread-safe.
 void WritePortFile(const std::string& path, int port);
 
 }  // namespace iis

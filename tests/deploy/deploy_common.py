@@ -88,7 +88,10 @@ def flag_value(args, name):
 def server_flags(repo):
     """Returns the set of flags `internimage-server --help` documents (underscore spelling)."""
     result = run([repo.binary("internimage-server"), "--help"])
-    flags = set(re.findall(r"^\s+--([a-z0-9_]+) \(", result.stdout, flags=re.M))
+    # CLI11 help lists each option as "  --name TYPE   description" under its dashed name; the
+    # underscore spelling is accepted too, and the deploy files are compared in that spelling.
+    flags = {name.replace("-", "_")
+             for name in re.findall(r"^\s+(?:-\w,)?--([a-z0-9-]+)\b", result.stdout, flags=re.M)}
     if "config" not in flags or "drain_grace" not in flags:
         raise AssertionError("could not read the flags from internimage-server --help:\n"
                              + result.stdout + result.stderr)
