@@ -4,7 +4,7 @@
 // check that the front end maps answers back correctly:
 //   fake_classifier   classification, default, 3 classes "red", "green", "blue": the scores are
 //                     the image's mean R, G, B divided by their sum (1/3 each for a black image);
-//                     input size 64x64 (what FLOAT32_CHW must have)
+//                     input size 64x64 (reported; FLOAT32_CHW tensors may have any size)
 //   fake_classifier_b classification, not the default, same classes, version "2"
 //   fake_detector     detection, up to three objects, best first: "bright" (score 0.9) the
 //                     bounding box of the pixels whose grey value is > 127 with exactly those

@@ -40,11 +40,11 @@ std::string Predict() { return testing_paths::BinaryDir() + "/bin/internimage-pr
 
 std::string TempPath(const std::string& name) { return ::testing::TempDir() + "/iis_predict_" + name; }
 
-void WriteInput(const std::string& path, int n, float seed) {
+void WriteInput(const std::string& path, int n, float seed, int height = 224, int width = 224) {
   models::NpyArray a;
   a.dtype = "<f4";
-  a.shape = {n, 3, 224, 224};
-  std::vector<float> v(static_cast<size_t>(n) * 3 * 224 * 224);
+  a.shape = {n, 3, height, width};
+  std::vector<float> v(static_cast<size_t>(n) * 3 * height * width);
   for (size_t i = 0; i < v.size(); ++i) v[i] = std::sin(seed + 0.001f * static_cast<float>(i));
   a.data.resize(v.size() * 4);
   std::memcpy(a.data.data(), v.data(), a.data.size());
@@ -65,6 +65,25 @@ bool MakeCheckpoint(const std::string& out, const std::string& extra) {
                           testing_paths::SourceDir() + "/tests/fixtures/keys/internimage_t.tsv " +
                           out + " " + extra;
   return Execute(cmd).exit_code == 0;
+}
+
+// The official classifiers pool globally: any input size runs (the parity with the official code
+// at other sizes is internimage_parity_test's AnySizeParityTest).
+TEST(PredictCliTest, ClassifiersTakeInputsOfAnySize) {
+  const std::string in = TempPath("odd.npy"), out = TempPath("odd_out.npy");
+  WriteInput(in, 2, 0.25f, 37, 61);
+  const RunResult r = Execute(Predict() + " --model internimage_t_1k_224 --input " + in +
+                              " --output " + out);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  std::vector<int64_t> shape;
+  const std::vector<float> logits = ReadLogits(out, &shape);
+  EXPECT_EQ(shape, (std::vector<int64_t>{2, 1000}));
+  for (float v : logits) ASSERT_TRUE(std::isfinite(v));
+  WriteInput(in, 1, 0.25f, 0, 5);
+  const RunResult empty = Execute(Predict() + " --model internimage_t_1k_224 --input " + in +
+                                  " --output " + out);
+  EXPECT_EQ(empty.exit_code, 1);
+  EXPECT_NE(empty.output.find("H, W >= 1"), std::string::npos) << empty.output;
 }
 
 TEST(PredictCliTest, NpyInOutWithRandomWeightsSaysSoAndIsDeterministic) {

@@ -98,6 +98,28 @@ TEST_P(OfficialParityTest, LogitsAndLevelsEqualTheOfficialCode) {
 INSTANTIATE_TEST_SUITE_P(Fixtures, OfficialParityTest,
                          ::testing::Values("t", "t_layer_scale", "s", "l", "h", "g"));
 
+// The official classifiers pool globally and run at any input size: at 1 x 1, at an odd 7 x 9
+// and at a non-square 40 x 72 both of our paths equal the official logits.
+class AnySizeParityTest : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(AnySizeParityTest, LogitsEqualTheOfficialCodeAtOtherInputSizes) {
+  const std::string name = GetParam();
+  const auto [config, num_classes] = ReadConfig(name);
+  auto model = std::make_shared<InternImage>(config, num_classes);
+  LoadWeights(*model, FixtureDir() + name + ".pth");
+  const cpu::InternImageCpuPlan plan(model);
+  at::InferenceMode guard;
+  for (const char* size : {"1x1", "7x9", "40x72"}) {
+    const at::Tensor x = LoadArray(FixtureDir() + "input." + size + ".npy");
+    const at::Tensor want = LoadArray(FixtureDir() + name + ".logits." + size + ".npy");
+    ASSERT_EQ(want.size(0), x.size(0));
+    EXPECT_LT(RelativeError(model->ForwardLogits(x), want), 1e-4) << size << " reference path";
+    EXPECT_LT(RelativeError(plan.ForwardLogits(x), want), 1e-4) << size << " optimised CPU path";
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Fixtures, AnySizeParityTest, ::testing::Values("t", "h", "g"));
+
 TEST(OfficialParityTest, ClipProjectorHeadEqualsTheOfficialCode) {
   AttentionPooling head(64, 4, 48);
   LoadWeights(head, FixtureDir() + "clip_head.pth");

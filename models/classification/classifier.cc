@@ -27,10 +27,10 @@ void Classifier::Prepare(const RunOptions& options) {
 
 at::Tensor Classifier::Logits(const at::Tensor& batch) const {
   TORCH_CHECK(prepared_, "Classifier: call Prepare() before Logits()");
-  TORCH_CHECK(batch.dim() == 4 && batch.size(1) == 3 && batch.size(2) == arch_.input_size &&
-                  batch.size(3) == arch_.input_size,
-              arch_.name, ": input must be (N, 3, ", arch_.input_size, ", ", arch_.input_size,
-              "), got ", batch.sizes());
+  TORCH_CHECK(batch.dim() == 4 && batch.size(0) >= 1 && batch.size(1) == 3 &&
+                  batch.size(2) >= kMinInputSize && batch.size(3) >= kMinInputSize,
+              arch_.name, ": input must be (N, 3, H, W) with N >= 1 and H, W >= ", kMinInputSize,
+              ", got ", batch.sizes());
   at::InferenceMode guard;
   if (plan_) return plan_->ForwardLogits(batch.to(at::kCPU, at::kFloat).contiguous());
   const at::Tensor x = batch.to(options_.device, options_.dtype);

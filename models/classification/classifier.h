@@ -29,8 +29,14 @@ class Classifier {
   // unsupported combination (half precision on the CPU).
   void Prepare(const RunOptions& options);
 
-  // batch: (N, 3, S, S) normalised fp32 images (any device). Returns (N, num_classes) fp32 logits
-  // on the CPU. Requires Prepare().
+  // The smallest input side the network takes. The official classifiers pool globally, so any
+  // H x W from here up runs and equals the official model at that size (the trained size,
+  // arch().input_size, is what the official preprocessing produces).
+  static constexpr int64_t kMinInputSize = 1;
+
+  // batch: (N, 3, H, W) normalised fp32 images (any device), H and W >= kMinInputSize. Returns
+  // (N, num_classes) fp32 logits on the CPU. Requires Prepare(). Throws c10::Error for another
+  // shape.
   at::Tensor Logits(const at::Tensor& batch) const;
 
  private:

@@ -3,16 +3,16 @@
 #include <ATen/ATen.h>
 #include <opencv2/imgcodecs.hpp>
 
+#include <algorithm>
 #include <array>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <iterator>
 #include <set>
-#include <sstream>
 #include <stdexcept>
 
+#include "common/file_io.h"
 #include "models/dense_batch.h"
 #include "models/detection/mask_paste.h"
 #include "models/detection/mask_rcnn.h"
@@ -20,6 +20,7 @@
 #include "models/preprocess/preprocess.h"
 #include "models/segmentation/upernet.h"
 #include "models/weights.h"
+#include "nlohmann/json.hpp"
 
 namespace iis::models::tools {
 namespace {
@@ -30,30 +31,6 @@ void WriteText(const fs::path& path, const std::string& text) {
   std::ofstream out(path, std::ios::binary);
   out << text;
   if (!out) throw std::runtime_error(path.string() + ": cannot write");
-}
-
-std::string JsonString(const std::string& s) {
-  std::string out = "\"";
-  for (unsigned char c : s) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += static_cast<char>(c);
-    } else if (c < 0x20) {
-      char buf[8];
-      std::snprintf(buf, sizeof(buf), "\\u%04x", c);
-      out += buf;
-    } else {
-      out += static_cast<char>(c);
-    }
-  }
-  return out + "\"";
-}
-
-// Shortest text that reads back as the same float32.
-std::string JsonFloat(float v) {
-  char buf[32];
-  std::snprintf(buf, sizeof(buf), "%.9g", static_cast<double>(v));
-  return buf;
 }
 
 void WarnIfRandom(const Architecture& arch, const WeightsOrigin& origin) {
@@ -113,29 +90,26 @@ void WriteArray(const fs::path& path, const at::Tensor& t) {
 
 // Preprocesses one image file as the architecture's official pipeline does.
 std::pair<at::Tensor, DenseImageMeta> LoadImage(const std::string& path, const Architecture& arch) {
-  preprocess::PreprocessSpec spec;
-  spec.kind = arch.task == Task::kDetection ? preprocess::PreprocessKind::kDetection
-                                                 : preprocess::PreprocessKind::kSegmentation;
-  spec.scale_long = arch.scale_long;
-  spec.scale_short = arch.scale_short;
-  spec.size_divisor = arch.size_divisor;
+  const preprocess::PreprocessSpec spec = preprocess::SpecFor(arch);
   NormalizedImage img;
   try {
-    img = preprocess::Preprocess(preprocess::DecodeImage(ReadFileBytes(path), /*apply_exif_orientation=*/true), false, spec);
+    absl::StatusOr<std::string> bytes = common::ReadFile("image", path);
+    if (!bytes.ok()) throw std::runtime_error(std::string(bytes.status().message()));
+    img = preprocess::Preprocess(
+        preprocess::DecodeImage(*bytes, /*apply_exif_orientation=*/true), false, spec);
   } catch (const preprocess::PreprocessError& e) {
     throw std::runtime_error(path + ": " + e.what());
   }
   return {CollateImages({ImageTensor(img)}, arch.size_divisor), MetaOf(img)};
 }
 
+// The <stem>.json document of one image (see predict_dense.h).
 std::string DetectionJson(const std::string& image, const DenseImageMeta& meta,
                           const Architecture& arch, const WeightsOrigin& origin,
                           const detection::ImageDetections& d) {
-  std::ostringstream js;
+  using Json = nlohmann::ordered_json;
   const int h = static_cast<int>(meta.original_height), w = static_cast<int>(meta.original_width);
-  js << "{\"image\": " << JsonString(image) << ", \"width\": " << w << ", \"height\": " << h
-     << ", \"model\": " << JsonString(arch.name) << ", \"weights\": "
-     << JsonString(origin.description) << ", \"detections\": [";
+  Json detections = Json::array();
   for (int64_t i = 0; i < d.scores.size(0); ++i) {
     const auto b = d.boxes[i].contiguous();
     const std::array<float, 4> box = {b[0].item<float>(), b[1].item<float>(), b[2].item<float>(),
@@ -146,17 +120,54 @@ std::string DetectionJson(const std::string& image, const DenseImageMeta& meta,
         detection::PasteMask(probs.data_ptr<float>(), detection::kMaskSize,
                              detection::MmdetPasteBox(box, meta.scale_x, meta.scale_y), h, w,
                              detection::kMaskThreshold);
-    js << (i ? ", " : "") << "\n  {\"box\": [" << JsonFloat(box[0]) << ", " << JsonFloat(box[1])
-       << ", " << JsonFloat(box[2]) << ", " << JsonFloat(box[3])
-       << "], \"score\": " << JsonFloat(d.scores[i].item<float>()) << ", \"label\": " << label
-       << ", \"name\": " << JsonString((*arch.class_names)[label])
-       << ", \"mask\": {\"size\": [" << h << ", " << w << "], \"counts\": [";
-    const std::vector<uint64_t> counts = detection::EncodeRle(mask, h, w);
-    for (size_t j = 0; j < counts.size(); ++j) js << (j ? ", " : "") << counts[j];
-    js << "]}}";
+    detections.push_back({{"box", box},
+                          {"score", d.scores[i].item<float>()},
+                          {"label", label},
+                          {"name", (*arch.class_names)[label]},
+                          {"mask", {{"size", {h, w}}, {"counts", detection::EncodeRle(mask, h, w)}}}});
   }
-  js << "\n]}\n";
-  return js.str();
+  const Json document = {{"image", image},         {"width", w},
+                         {"height", h},            {"model", arch.name},
+                         {"weights", origin.description}, {"detections", std::move(detections)}};
+  return document.dump(1) + "\n";
+}
+
+// Prints the best detections of one image: class, score and box in original pixels.
+void PrintDetections(const std::string& image, const Architecture& arch,
+                     const detection::ImageDetections& d) {
+  constexpr int64_t kShown = 10;
+  const int64_t n = d.scores.size(0);
+  std::printf("%s: %lld detections%s\n", image.c_str(), static_cast<long long>(n),
+              n > kShown ? ", the best 10:" : "");
+  for (int64_t i = 0; i < std::min(n, kShown); ++i) {
+    const auto b = d.boxes[i].contiguous();
+    const int64_t label = d.labels[i].item<int64_t>();
+    std::printf("  %2lld. %-16s %.3f  box (%.1f, %.1f)-(%.1f, %.1f)\n",
+                static_cast<long long>(i + 1), (*arch.class_names)[label].c_str(),
+                d.scores[i].item<float>(), b[0].item<float>(), b[1].item<float>(),
+                b[2].item<float>(), b[3].item<float>());
+  }
+}
+
+// Prints the classes of a label map with their share of the pixels, most first.
+void PrintClassShares(const std::string& image, const Architecture& arch, const at::Tensor& labels) {
+  constexpr size_t kShown = 10;
+  const at::Tensor counts = at::bincount(labels.flatten().to(at::kLong), {}, arch.num_classes);
+  std::vector<std::pair<int64_t, int64_t>> present;  // (pixels, class)
+  for (int64_t c = 0; c < counts.size(0); ++c) {
+    if (const int64_t pixels = counts[c].item<int64_t>(); pixels > 0) present.emplace_back(pixels, c);
+  }
+  std::stable_sort(present.begin(), present.end(),
+                   [](const auto& a, const auto& b) { return a.first > b.first; });
+  const double total = static_cast<double>(labels.numel());
+  std::printf("%s: %lld x %lld label map, %zu classes%s\n", image.c_str(),
+              static_cast<long long>(labels.size(1)), static_cast<long long>(labels.size(0)),
+              present.size(), present.size() > kShown ? ", the largest 10:" : "");
+  for (size_t i = 0; i < std::min(present.size(), kShown); ++i) {
+    std::printf("  %5.1f%%  %s (class %lld)\n", 100.0 * present[i].first / total,
+                (*arch.class_names)[present[i].second].c_str(),
+                static_cast<long long>(present[i].second));
+  }
 }
 
 int RunDetection(const Architecture& arch, const DensePredictRequest& request, const fs::path& dir) {
@@ -193,6 +204,10 @@ int RunDetection(const Architecture& arch, const DensePredictRequest& request, c
   for (size_t i = 0; i < request.images.size(); ++i) {
     const auto [batch, meta] = LoadImage(request.images[i], arch);
     const auto results = model.Detect(batch, {meta}, options);
+    if (dir.empty()) {
+      PrintDetections(request.images[i], arch, results[0]);
+      continue;
+    }
     const fs::path out = dir / (stems[i] + ".json");
     WriteText(out, DetectionJson(request.images[i], meta, arch, origin, results[0]));
     std::printf("%s: %lld detections -> %s\n", request.images[i].c_str(),
@@ -229,6 +244,10 @@ int RunSegmentation(const Architecture& arch, const DensePredictRequest& request
   for (size_t i = 0; i < request.images.size(); ++i) {
     const auto [batch, meta] = LoadImage(request.images[i], arch);
     const at::Tensor labels = model.Segment(batch, {meta})[0].label_map.contiguous();
+    if (dir.empty()) {
+      PrintClassShares(request.images[i], arch, labels);
+      continue;
+    }
     const cv::Mat png(static_cast<int>(labels.size(0)), static_cast<int>(labels.size(1)), CV_8UC1,
                       labels.data_ptr<uint8_t>());
     const fs::path out = dir / (stems[i] + ".png");
@@ -246,29 +265,24 @@ int RunDensePrediction(const Architecture& arch, const DensePredictRequest& requ
   if (arch.task == Task::kClassification) {
     throw std::invalid_argument(arch.name + " is a classification model");
   }
-  if (request.output_dir.empty()) throw std::invalid_argument("--output-dir is required");
   if (request.input.empty() == request.images.empty()) {
     throw std::invalid_argument("give either --input or --image");
   }
-  if (!(request.score_threshold >= detection::kRcnnScoreThreshold && request.score_threshold <= 1)) {
-    throw std::invalid_argument("--score-threshold must be in [0.05, 1] (0.05 is the model's own), got " +
-                                std::to_string(request.score_threshold));
+  if (!request.input.empty() && request.output_dir.empty()) {
+    throw std::invalid_argument("--input needs --output-dir");
   }
-  const fs::path dir(request.output_dir);
-  std::error_code ec;
-  fs::create_directories(dir, ec);
-  if (!fs::is_directory(dir)) {
-    throw std::runtime_error(request.output_dir + ": cannot create the output folder" +
-                             (ec ? " (" + ec.message() + ")" : ""));
+  fs::path dir;
+  if (!request.output_dir.empty()) {
+    dir = request.output_dir;
+    std::error_code ec;
+    fs::create_directories(dir, ec);
+    if (!fs::is_directory(dir)) {
+      throw std::runtime_error(request.output_dir + ": cannot create the output folder" +
+                               (ec ? " (" + ec.message() + ")" : ""));
+    }
   }
   return arch.task == Task::kDetection ? RunDetection(arch, request, dir)
-                                            : RunSegmentation(arch, request, dir);
-}
-
-std::string ReadFileBytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw std::runtime_error(path + ": cannot open");
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+                                       : RunSegmentation(arch, request, dir);
 }
 
 }  // namespace iis::models::tools

@@ -129,16 +129,43 @@ TEST_F(PredictDenseTest, BadUsageIsReported) {
   EXPECT_EQ(r.status, 1);
   EXPECT_NE(r.output.find("H and W positive multiples of 32, got 1 x 3 x 50 x 64"), std::string::npos)
       << r.output;
-  r = Run(model + " --image " + (dir_ / "x.npy").string());
+  r = Run(model + " --input " + (dir_ / "x.npy").string());
   EXPECT_EQ(r.status, 2);
-  EXPECT_NE(r.output.find("segmentation models need --output-dir"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("--input needs --output-dir"), std::string::npos) << r.output;
   r = Run(" --model mask_rcnn_internimage_t_fpn_1x_coco --input " + (dir_ / "x.npy").string() +
           " --output-dir " + dir_.string() + " --score-threshold 0.01");
-  EXPECT_EQ(r.status, 1);
-  EXPECT_NE(r.output.find("--score-threshold must be in [0.05, 1]"), std::string::npos) << r.output;
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.output.find("--score-threshold: expected a number in [0.05, 1], got '0.01'"),
+            std::string::npos)
+      << r.output;
   r = Run(model + " --image " + (dir_ / "missing.png").string() + " --output-dir " + dir_.string());
   EXPECT_EQ(r.status, 1);
-  EXPECT_NE(r.output.find("missing.png: cannot open"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("missing.png' does not exist"), std::string::npos) << r.output;
+  r = Run(model + " --threads abc --image x.png");
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.output.find("--threads: expected an integer in [0, 1024], got 'abc'"),
+            std::string::npos)
+      << r.output;
+}
+
+// Without --output-dir, --image prints what a person wants to read: the best detections with
+// class, score and box, or the classes of the label map with their shares.
+TEST_F(PredictDenseTest, ImagesWithoutAnOutputFolderPrintASummary) {
+  const std::string photo = testing_paths::SkimagePhoto("coffee.png");
+  Result r = Run(" --model mask_rcnn_internimage_t_fpn_1x_coco --image " + photo);
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("coffee.png: "), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find(" detections"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("box ("), std::string::npos) << r.output;  // random weights find some
+  for (const auto& entry : fs::directory_iterator(dir_)) {  // nothing written but the log
+    EXPECT_EQ(entry.path().filename(), "log.txt");
+  }
+
+  r = Run(" --model upernet_internimage_t_512_160k_ade20k --image " + photo);
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("coffee.png: 600 x 400 label map"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("% "), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("(class "), std::string::npos) << r.output;
 }
 
 }  // namespace

@@ -1,135 +1,132 @@
-// internimage-predict: runs a model offline on .npy inputs or image files.
-//
-//   internimage-predict --model NAME [--weights FILE] --input X.npy --output Y.npy
-//       Classification: X is a float32 NCHW array, already normalised; writes the logits
-//       (N x num_classes, float32).
-//   internimage-predict --model NAME [--weights FILE] --image FILE...
-//       Runs the official preprocessing and prints the top-5 classes with probabilities.
-// Without --weights the model gets seeded random weights (--seed, default 0) and says so.
+// internimage-predict: runs a model offline on .npy inputs or image files (see --help).
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
 #include <cstdio>
-#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "CLI/CLI.hpp"
+#include "absl/strings/str_cat.h"
+#include "common/command_line.h"
+#include "common/file_io.h"
 #include "models/classification/classifier.h"
+#include "models/detection/box_ops.h"
 #include "models/npy.h"
-#include "models/tools/predict_dense.h"
 #include "models/preprocess/preprocess.h"
 #include "models/registry.h"
+#include "models/tools/predict_dense.h"
 #include "models/weights.h"
 #include "ops/ops_registry.h"
 
 namespace iis::models::tools {
 namespace {
 
-constexpr char kUsage[] = R"(usage:
-  internimage-predict --model NAME [--weights FILE] --input X.npy --output Y.npy
-  internimage-predict --model NAME [--weights FILE] --image FILE [FILE...]
-  internimage-predict --model DET_OR_SEG_NAME [--weights FILE] (--image FILE... | --input X.npy)
-                      --output-dir DIR [--score-threshold T]
+constexpr char kDescription[] = R"(Runs an InternImage model offline, in float32 on the CPU.
 
-Runs an InternImage model offline, in float32 on the CPU.
+  internimage-predict --model NAME [--weights FILE] --image FILE...
+      Runs the official preprocessing and prints, per image, the top-5 classes
+      (classification), the best detections (detection) or the class shares of the label map
+      (segmentation); with --output-dir, detection and segmentation write files instead.
+  internimage-predict --model CLASSIFIER [--weights FILE] --input X.npy --output Y.npy
+      X: float32 N x 3 x H x W, already resized and normalised, any H, W >= 1 (the official
+      classifiers pool globally); Y: the N x num_classes float32 logits.
+  internimage-predict --model DETECTOR_OR_SEGMENTER [--weights FILE] --input X.npy
+                      --output-dir DIR
+      X: float32 N x 3 x H x W, H and W multiples of 32, taken as resized images with scale
+      factor 1. Writes dets.npy (N x 100 x 6: x1, y1, x2, y2, score, label in input
+      coordinates, rows of -1 as padding) and mask_probs.npy (N x 100 x 28 x 28), or logits.npy
+      (N x 150 x H x W, decode-head logits resized to the input).
 
-  --model NAME     architecture (official config name), one of:
-%s
-  --weights FILE   checkpoint: a .pth written by torch.save (official layout: the tensors under
-                   'model' or 'state_dict' or at the top level, 'module.' prefixes allowed) or a
-                   .safetensors file. Loaded strictly. Without it the model gets seeded random
-                   weights and the answers are meaningless (a warning says so).
-  --seed N         seed of the random weights (default 0)
-  --input X.npy    float32 array, N x 3 x H x W, already resized and normalised
-                   (classification: H = W = the model's input size)
-  --output Y.npy   where --input's results go (classification: N x num_classes float32 logits)
-  --image FILE...  image files (JPEG, PNG, WebP, BMP): run the official preprocessing and print
-                   the top-5 classes with softmax probabilities
-  --output-dir DIR detection/segmentation: write the results there (created if missing):
-                   --image: <stem>.json per image for detection: {"image", "width", "height",
-                   "model", "weights", "detections": [{"box": [x1, y1, x2, y2] in original
-                   pixels, "score", "label" (COCO index 0..79), "name", "mask": {"size": [h, w],
-                   "counts": COCO uncompressed RLE, column-major, starting with 0s}}]}, best
-                   first; <stem>.png per image for segmentation: 8-bit label map at the original
-                   size, pixel = ADE20K class index (0 = wall).
-                   --input (N x 3 x H x W, H and W multiples of 32, taken as resized images with
-                   scale factor 1): dets.npy, float32 N x 100 x 6 (x1, y1, x2, y2, score, label)
-                   in input coordinates, padded with -1 rows, and mask_probs.npy, float32
-                   N x 100 x 28 x 28 (each detection's mask probabilities); or logits.npy,
-                   float32 N x 150 x H x W (decode-head logits resized to the input)
-  --score-threshold T  detection: keep detections scoring above T (default and minimum 0.05)
-  --reference      run the plain ATen reference forward instead of the optimised CPU path
-  --threads N      intra-op threads (default: all cores)
-  --help           this text
+--output-dir with --image writes per image <stem>.json for detection: {"image", "width",
+"height", "model", "weights", "detections": [{"box": [x1, y1, x2, y2] in original pixels,
+"score", "label" (COCO index 0..79), "name", "mask": {"size": [h, w], "counts": COCO
+uncompressed RLE, column-major, starting with 0s}}]}, best first; or <stem>.png for segmentation:
+an 8-bit label map at the original size, pixel = ADE20K class index (0 = wall).
 
-Exit status: 0 on success, 1 on a runtime error (unreadable file, bad array), 2 on bad usage.
+Without --weights the model gets seeded random weights (--seed) and every answer is meaningless;
+a warning says so.
 )";
+
+constexpr char kFooter[] =
+    "\nExit status: 0 on success, 1 on a runtime error (unreadable file, bad array or weights), "
+    "2 on bad usage.";
 
 struct Args {
   std::string model, weights, input, output, output_dir;
-  double score_threshold = 0.05;
+  double score_threshold = detection::kRcnnScoreThreshold;
   std::vector<std::string> images;
   uint64_t seed = 0;
   bool reference = false;
   int threads = 0;
 };
 
-[[noreturn]] void UsageError(const std::string& message) {
-  std::fprintf(stderr, "internimage-predict: %s (see --help)\n", message.c_str());
-  std::exit(2);
+// The architecture names, as a validator of --model.
+CLI::Validator KnownArchitecture() {
+  std::string names;
+  for (const Architecture& a : Architectures()) absl::StrAppend(&names, names.empty() ? "" : ", ", a.name);
+  return CLI::Validator(
+      [names](std::string& text) -> std::string {
+        if (FindArchitecture(text) != nullptr) return "";
+        return absl::StrCat("expected one of ", names, "; got '", text, "'");
+      },
+      "ARCHITECTURE");
 }
 
-std::string ArchitectureList() {
-  std::string out;
-  for (const auto& a : Architectures()) out += "                     " + a.name + "\n";
-  if (!out.empty()) out.pop_back();
-  return out;
+void DeclareOptions(CLI::App& app, Args& args) {
+  using common::FlagNames;
+  app.add_option(FlagNames("model"), args.model,
+                 "Architecture (official config name), e.g. internimage_t_1k_224, "
+                 "mask_rcnn_internimage_t_fpn_1x_coco, upernet_internimage_t_512_160k_ade20k.")
+      ->required()
+      ->check(KnownArchitecture());
+  app.add_option(FlagNames("weights"), args.weights,
+                 "Checkpoint: a .pth written by torch.save (official layout: the tensors under "
+                 "'model' or 'state_dict' or at the top level, 'module.' prefixes allowed) or a "
+                 ".safetensors file. Loaded strictly.");
+  app.add_option(FlagNames("seed"), args.seed, "Seed of the random weights (default 0).")
+      ->check(common::IntegerIn(0, int64_t{1} << 62));
+  CLI::Option* input = app.add_option(FlagNames("input"), args.input,
+                                      "float32 .npy array N x 3 x H x W (see above).");
+  CLI::Option* image =
+      app.add_option(FlagNames("image"), args.images, "Image files (JPEG, PNG, WebP, BMP).")
+          ->expected(1, -1);
+  input->excludes(image);
+  app.add_option(FlagNames("output"), args.output, "Classification --input: the logits .npy.");
+  app.add_option(FlagNames("output-dir"), args.output_dir,
+                 "Detection/segmentation: where the result files go (created if missing).");
+  app.add_option(FlagNames("score-threshold"), args.score_threshold,
+                 "Detection: keep detections scoring above this (default, and minimum, the "
+                 "model's own 0.05).")
+      ->check(common::NumberIn(detection::kRcnnScoreThreshold, 1.0));
+  app.add_flag(FlagNames("reference"), args.reference,
+               "Run the plain ATen reference forward instead of the optimised CPU path.");
+  app.add_option(FlagNames("threads"), args.threads, "Intra-op threads (default 0: all cores).")
+      ->check(common::IntegerIn(0, 1024));
 }
 
-Args Parse(int argc, char** argv) {
-  Args a;
-  auto value = [&](int& i) -> std::string {
-    if (i + 1 >= argc) UsageError(std::string(argv[i]) + " needs a value");
-    return argv[++i];
-  };
-  for (int i = 1; i < argc; ++i) {
-    const std::string f = argv[i];
-    if (f == "--help" || f == "-h") {
-      std::printf(kUsage, ArchitectureList().c_str());
-      std::exit(0);
-    } else if (f == "--model") {
-      a.model = value(i);
-    } else if (f == "--weights") {
-      a.weights = value(i);
-    } else if (f == "--seed") {
-      a.seed = std::strtoull(value(i).c_str(), nullptr, 10);
-    } else if (f == "--input") {
-      a.input = value(i);
-    } else if (f == "--output") {
-      a.output = value(i);
-    } else if (f == "--output-dir") {
-      a.output_dir = value(i);
-    } else if (f == "--score-threshold") {
-      a.score_threshold = std::strtod(value(i).c_str(), nullptr);
-    } else if (f == "--threads") {
-      a.threads = std::atoi(value(i).c_str());
-    } else if (f == "--reference") {
-      a.reference = true;
-    } else if (f == "--image") {
-      while (i + 1 < argc && std::strncmp(argv[i + 1], "--", 2) != 0) a.images.push_back(argv[++i]);
-      if (a.images.empty()) UsageError("--image needs at least one file");
-    } else {
-      UsageError("unknown argument '" + f + "'");
-    }
+// Checks what the declarations cannot say. Returns the usage error, or "".
+std::string UsageProblem(const Args& args, const Architecture& arch) {
+  if (args.input.empty() == args.images.empty()) return "give either --input or --image";
+  if (arch.task == Task::kClassification) {
+    if (!args.input.empty() && args.output.empty()) return "--input needs --output";
+    if (!args.output_dir.empty()) return "--output-dir is for detection and segmentation models";
+    return "";
   }
-  if (a.model.empty()) UsageError("--model is required");
-  if (a.input.empty() == a.images.empty()) UsageError("give either --input or --image");
-  if (!a.input.empty() && a.output.empty() && a.output_dir.empty()) {
-    UsageError("--input needs --output (classification) or --output-dir (detection, segmentation)");
+  if (!args.output.empty()) {
+    return std::string(TaskName(arch.task)) + " models write into --output-dir, not --output";
   }
-  return a;
+  if (!args.input.empty() && args.output_dir.empty()) return "--input needs --output-dir";
+  return "";
+}
+
+// Returns the bytes of image file `path`. Throws std::runtime_error naming it otherwise.
+std::string ReadImageFile(const std::string& path) {
+  absl::StatusOr<std::string> bytes = common::ReadFile("image", path);
+  if (!bytes.ok()) throw std::runtime_error(std::string(bytes.status().message()));
+  return *std::move(bytes);
 }
 
 at::Tensor ArrayToTensor(const NpyArray& a, const std::string& path) {
@@ -169,11 +166,10 @@ int RunClassification(const Args& args, const Architecture& arch) {
                  static_cast<long long>(out.shape[0]), static_cast<long long>(out.shape[1]));
     return 0;
   }
-  preprocess::PreprocessSpec spec;
-  spec.kind = preprocess::PreprocessKind::kClassification;
-  spec.size = arch.input_size;
+  const preprocess::PreprocessSpec spec = preprocess::SpecFor(arch);
   for (const auto& path : args.images) {
-    const NormalizedImage img = preprocess::Preprocess(preprocess::DecodeImage(ReadFileBytes(path), false), false, spec);
+    const NormalizedImage img =
+        preprocess::Preprocess(preprocess::DecodeImage(ReadImageFile(path), false), false, spec);
     const at::Tensor x = at::from_blob(const_cast<float*>(img.chw.data()),
                                        {1, 3, img.height, img.width}, at::kFloat);
     const at::Tensor probs = at::softmax(model.Logits(x), 1)[0];
@@ -189,14 +185,27 @@ int RunClassification(const Args& args, const Architecture& arch) {
 }
 
 int Main(int argc, char** argv) {
-  const Args args = Parse(argc, argv);
-  const Architecture* arch = FindArchitecture(args.model);
-  if (arch == nullptr) UsageError("unknown model '" + args.model + "'");
+  CLI::App app(kDescription, "internimage-predict");
+  common::SetUpCommandLine(app, kFooter);
+  Args args;
+  DeclareOptions(app, args);
+  absl::StatusOr<common::CommandLineResult> parsed =
+      common::ParseCommandLine(app, common::ArgsOf(argc, argv));
+  if (parsed.ok() && *parsed == common::CommandLineResult::kHelp) {
+    std::fputs(app.help().c_str(), stdout);
+    return 0;
+  }
+  const Architecture* arch = parsed.ok() ? FindArchitecture(args.model) : nullptr;
+  const std::string problem =
+      !parsed.ok() ? std::string(parsed.status().message()) : UsageProblem(args, *arch);
+  if (!problem.empty()) {
+    std::fprintf(stderr, "internimage-predict: %s (see --help)\n", problem.c_str());
+    return 2;
+  }
   ops::CheckOpsRegistered();
   at::set_num_threads(args.threads > 0 ? args.threads
-                                        : static_cast<int>(std::thread::hardware_concurrency()));
+                                       : static_cast<int>(std::thread::hardware_concurrency()));
   if (arch->task == Task::kClassification) return RunClassification(args, *arch);
-  if (args.output_dir.empty()) UsageError(std::string(TaskName(arch->task)) + " models need --output-dir");
   DensePredictRequest request;
   request.weights = args.weights;
   request.seed = args.seed;

@@ -293,12 +293,6 @@ absl::StatusOr<ImageInput> VisionService::ToImageInput(const pb::Image& image,
         width = shape[2];
         element_bytes = 4;
         input.kind = ImageInput::Kind::kNormalizedChw;
-        if (model.task == Task::kClassification &&
-            (height != model.input_height || width != model.input_width)) {
-          return absl::InvalidArgumentError(absl::StrCat(
-              "image.tensor.shape must be [3, ", model.input_height, ", ", model.input_width,
-              "] for model ", model.name, " (its input size), got ", shape_text()));
-        }
       } else {
         return absl::InvalidArgumentError(
             absl::StrCat("image.tensor.format must be UINT8_HWC_RGB or FLOAT32_CHW, got ",

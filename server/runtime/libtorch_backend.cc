@@ -94,13 +94,23 @@ class ClassificationNetwork final : public Network {
   std::string device() const override { return device_.str(); }
 
  private:
+  // Images of one size run as one forward pass; a batch that mixes sizes (raw tensors may have
+  // any size) runs one pass per size, since padding would change a globally pooled answer.
   std::vector<NetworkOutput> RunHere(const std::vector<NetworkInput>& batch) const {
-    const at::Tensor probs = at::softmax(model_->Logits(Collate(batch, 1)), 1).contiguous();
-    std::vector<NetworkOutput> outs(batch.size());
-    const int64_t classes = probs.size(1);
+    std::map<std::pair<int, int>, std::vector<size_t>> by_size;
     for (size_t i = 0; i < batch.size(); ++i) {
-      const float* row = probs.data_ptr<float>() + i * classes;
-      outs[i].classification.probabilities.assign(row, row + classes);
+      by_size[{batch[i].image->height, batch[i].image->width}].push_back(i);
+    }
+    std::vector<NetworkOutput> outs(batch.size());
+    for (const auto& [size, members] : by_size) {
+      std::vector<NetworkInput> group;
+      for (size_t i : members) group.push_back(batch[i]);
+      const at::Tensor probs = at::softmax(model_->Logits(Collate(group, 1)), 1).contiguous();
+      const int64_t classes = probs.size(1);
+      for (size_t j = 0; j < members.size(); ++j) {
+        const float* row = probs.data_ptr<float>() + j * classes;
+        outs[members[j]].classification.probabilities.assign(row, row + classes);
+      }
     }
     return outs;
   }

@@ -25,8 +25,7 @@ namespace {
 
 // Decodes and preprocesses the request's image. Errors: INVALID_ARGUMENT.
 absl::StatusOr<models::NormalizedImage> PrepareImage(const ImageInput& in, Task task_kind,
-                                                     const models::preprocess::PreprocessSpec& spec,
-                                                     const ModelMetadata& md) {
+                                                     const models::preprocess::PreprocessSpec& spec) {
   try {
     switch (in.kind) {
       case ImageInput::Kind::kEncoded: {
@@ -46,12 +45,6 @@ absl::StatusOr<models::NormalizedImage> PrepareImage(const ImageInput& in, Task 
         const size_t n = static_cast<size_t>(in.height) * in.width * 3;
         if (in.bytes.size() != n * sizeof(float)) {
           return absl::InvalidArgumentError("float32 tensor bytes do not match its shape");
-        }
-        if (task_kind == Task::kClassification &&
-            (in.height != md.input_height || in.width != md.input_width)) {
-          return absl::InvalidArgumentError(absl::StrCat(
-              "model ", md.name, " takes a 3x", md.input_height, "x", md.input_width,
-              " float32 tensor, got 3x", in.height, "x", in.width));
         }
         models::NormalizedImage img;
         img.chw.resize(n);
@@ -164,7 +157,7 @@ void ModelRunner::Preprocess(BatchReservation reservation, std::unique_ptr<Job> 
     return;
   }
   absl::StatusOr<models::NormalizedImage> img =
-      PrepareImage(task->request->image, model_.metadata.task, model_.preprocess, model_.metadata);
+      PrepareImage(task->request->image, model_.metadata.task, model_.preprocess);
   task->preprocess_end = absl::Now();
   metrics_->ObservePreprocess(task->preprocess_end - task->preprocess_start);
   if (!img.ok()) {

@@ -15,6 +15,9 @@ reduced-size configuration exercising one structural option of the official vari
     <name>.logits.npy     the official forward() logits
     <name>.level{0-3}.npy the official forward_features_seq_out() levels (NCHW)
     <name>.config.txt     the configuration (read by tests/internimage_parity_test.cc)
+    input.<H>x<W>.npy, <name>.logits.<H>x<W>.npy
+                          the same models at other input sizes (SIZES: the official classifiers
+                          pool globally, so they run at any resolution, down to 1 x 1)
 plus clip_head.* for the attention-pooling head of InternImage-H/G at reduced width.
 """
 import importlib
@@ -75,6 +78,10 @@ CASES = {
               center_feature_scale=True, level2_post_norm=True, level2_post_norm_block_ids=[1]),
 }
 
+# Input sizes (H, W) besides 64 x 64 at which the official logits are recorded, and the cases.
+SIZES = [(1, 1), (7, 9), (40, 72)]
+SIZE_CASES = ["t", "h", "g"]
+
 # Storage precision of each fixture's weights (the reader converts; the reference uses the rounded
 # values): fp32, bf16 and fp16 files all get exercised.
 STORAGE = {"t": torch.float32, "t_layer_scale": torch.bfloat16}
@@ -127,6 +134,11 @@ def main():
         with torch.no_grad():
             logits = model(x)
             levels = model.forward_features_seq_out(x)
+            if name in SIZE_CASES:
+                for h, w in SIZES:
+                    xs = torch.randn(2, 3, h, w, generator=torch.Generator().manual_seed(h * 1000 + w))
+                    save_npy(os.path.join(out, "input.%dx%d.npy" % (h, w)), xs)
+                    save_npy(os.path.join(out, "%s.logits.%dx%d.npy" % (name, h, w)), model(xs))
         torch.save({"model": stored, "epoch": 0}, os.path.join(out, name + ".pth"))
         save_npy(os.path.join(out, name + ".logits.npy"), logits)
         for k, lv in enumerate(levels):
