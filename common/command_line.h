@@ -4,12 +4,14 @@
 //     (--metrics_port) but help lists only the dashed one;
 //   - `--name value` and `--name=value`; switches take no value; `--` ends the options;
 //   - help (-h, --help) generated from the declarations, with a footer of the binary's own;
+//   - list options (AddListOption): repeatable and comma-separated, empty items refused;
 //   - every malformed value is refused with a message naming the option, what it expects and
 //     what it got, e.g. "--threads: expected an integer in [1, 1024], got 'abc'".
 // Declaring options is not thread-safe (one CLI::App per thread); the validators are.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -53,11 +55,31 @@ CLI::Option* AddDurationOption(CLI::App& app, absl::string_view name,
                                std::optional<absl::Duration>* out, std::string description,
                                absl::Duration min, absl::Duration max);
 
+// Declares --<name> (underscore alias included) as a list option on `app`: it may be given several
+// times and each value may hold several items separated by commas, so `--rate 5,10 --rate 20`
+// means `--rate 5,10,20`. While parsing, `add` is called with every item in the order given; an
+// error it returns (INVALID_ARGUMENT, its message naming the option) fails the parse with that
+// message. An empty item fails it too: "--rate: expected a comma-separated list without empty
+// items, got '5,,10'". Help shows the option as `--<name> <type_name>`.
+CLI::Option* AddListOption(CLI::App& app, absl::string_view name, std::string type_name,
+                           std::string description,
+                           std::function<absl::Status(absl::string_view item)> add);
+
+// Declares a list option (as AddListOption) of integers or numbers: every item must pass `range`
+// (common::IntegerIn or common::NumberIn, shown in help) and is appended to *values.
+CLI::Option* AddListOption(CLI::App& app, absl::string_view name, std::string type_name,
+                           std::string description, CLI::Validator range, std::vector<int>* values);
+CLI::Option* AddListOption(CLI::App& app, absl::string_view name, std::string type_name,
+                           std::string description, CLI::Validator range,
+                           std::vector<double>* values);
+
 // What ParseCommandLine found.
 enum class CommandLineResult { kParsed, kHelp };
 
-// Parses `args` (argv without the program name) into the options of `app`. Returns kHelp when
-// -h/--help was given, kParsed otherwise. Errors: INVALID_ARGUMENT naming the option and the
+// Parses `args` (argv without the program name) into the options of `app`. `--name=` with nothing
+// after the `=` gives an option that takes a value the empty string (CLI11 2.1.2 alone would take
+// the next argument as its value), which the option's own check may then refuse. Returns kHelp
+// when -h/--help was given, kParsed otherwise. Errors: INVALID_ARGUMENT naming the option and the
 // problem: an unknown option ("unknown option '--bogus'"), a missing or malformed value, a value
 // given to a switch, a single-valued option given twice.
 absl::StatusOr<CommandLineResult> ParseCommandLine(CLI::App& app, std::vector<std::string> args);

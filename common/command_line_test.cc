@@ -108,5 +108,80 @@ TEST(CommandLineTest, FlagNames) {
   EXPECT_EQ(FlagNames("metrics-port-file"), "--metrics-port-file,--metrics_port_file");
 }
 
+// A command line with the list options of the load generator's shape and a plain one.
+struct ListExample {
+  ListExample() {
+    AddListOption(app, "rate", "R[,R...]", "Rates.", NumberIn(0.001, 1e6), &rates);
+    AddListOption(app, "concurrency", "N[,N...]", "Levels.", IntegerIn(1, 100), &levels);
+    AddListOption(app, "target", "HOST:PORT", "Targets.", [this](absl::string_view item) {
+      if (item == "bad") return absl::InvalidArgumentError("--target: got 'bad'");
+      targets.emplace_back(item);
+      return absl::OkStatus();
+    });
+    app.add_option(FlagNames("model"), model, "Model.");
+    app.add_flag(FlagNames("json"), json, "JSON.");
+    app.add_option("inputs", inputs, "Inputs.");
+  }
+  std::string Error(std::vector<std::string> args) {
+    auto result = ParseCommandLine(app, std::move(args));
+    EXPECT_EQ(result.status().code(), absl::StatusCode::kInvalidArgument);
+    return std::string(result.status().message());
+  }
+
+  CLI::App app;
+  std::vector<double> rates;
+  std::vector<int> levels;
+  std::vector<std::string> targets;
+  std::string model = "unset";
+  bool json = false;
+  std::vector<std::string> inputs;
+};
+
+TEST(CommandLineListTest, ListOptionsRepeatAndSplitAtCommas) {
+  ListExample e;
+  ASSERT_TRUE(ParseCommandLine(e.app, {"--rate", "5,10", "a.jpg", "--rate=20", "--concurrency", "1",
+                                      "b.jpg", "--target", "h:1,h:2", "c.jpg"})
+                  .ok());
+  EXPECT_THAT(e.rates, ElementsAre(5, 10, 20));
+  EXPECT_THAT(e.levels, ElementsAre(1));
+  EXPECT_THAT(e.targets, ElementsAre("h:1", "h:2"));
+  // A list option takes one value per occurrence: the positionals after it stay positionals.
+  EXPECT_THAT(e.inputs, ElementsAre("a.jpg", "b.jpg", "c.jpg"));
+}
+
+TEST(CommandLineListTest, ListItemsAreCheckedAndEmptyItemsRefused) {
+  EXPECT_EQ(ListExample().Error({"--rate", "5,,10"}),
+            "--rate: expected a comma-separated list without empty items, got '5,,10'");
+  EXPECT_EQ(ListExample().Error({"--rate", "5,"}),
+            "--rate: expected a comma-separated list without empty items, got '5,'");
+  EXPECT_EQ(ListExample().Error({"--concurrency", "4,0"}),
+            "--concurrency: expected an integer in [1, 100], got '0'");
+  EXPECT_EQ(ListExample().Error({"--rate", "fast"}),
+            "--rate: expected a number in [0.001, 1e+06], got 'fast'");
+  EXPECT_EQ(ListExample().Error({"--target", "h:1,bad"}), "--target: got 'bad'");
+}
+
+TEST(CommandLineListTest, HelpShowsTheItemRange) {
+  ListExample e;
+  SetUpCommandLine(e.app, "");
+  EXPECT_THAT(e.app.help(), HasSubstr("--concurrency N[,N...]:each in [1, 100]"));
+}
+
+TEST(CommandLineListTest, AnEmptyInlineValueIsTheEmptyString) {
+  ListExample e;
+  // CLI11 alone would take a.jpg as the model.
+  ASSERT_TRUE(ParseCommandLine(e.app, {"--model=", "a.jpg", "--json="}).ok());
+  EXPECT_EQ(e.model, "");
+  EXPECT_TRUE(e.json);
+  EXPECT_THAT(e.inputs, ElementsAre("a.jpg"));
+  // After `--` nothing is an option.
+  ListExample after;
+  ASSERT_TRUE(ParseCommandLine(after.app, {"--", "--model="}).ok());
+  EXPECT_EQ(after.model, "unset");
+  EXPECT_THAT(after.inputs, ElementsAre("--model="));
+  EXPECT_EQ(ListExample().Error({"--rate="}),
+            "--rate: expected a comma-separated list without empty items, got ''");
+}
+
 }  // namespace
 }  // namespace iis::common

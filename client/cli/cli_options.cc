@@ -6,7 +6,6 @@
 #include "CLI/CLI.hpp"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
-#include "client/common/args.h"
 #include "client/common/exit_codes.h"
 #include "common/command_line.h"
 
@@ -127,7 +126,7 @@ absl::StatusOr<CliConfig> ParseCliArgs(const std::vector<std::string>& argv) {
   CLI::App app(kDescription, "internimage-client");
   CliFlags flags;
   DeclareCliArgs(app, &flags);
-  absl::StatusOr<common::CommandLineResult> parsed = ParseClientArgs(app, argv);
+  absl::StatusOr<common::CommandLineResult> parsed = common::ParseCommandLine(app, argv);
   if (!parsed.ok()) return parsed.status();
   if (*parsed == common::CommandLineResult::kHelp) {
     config.help = true;

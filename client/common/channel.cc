@@ -8,7 +8,6 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "client/common/args.h"
 #include "common/command_line.h"
 #include "common/file_io.h"
 #include "grpcpp/create_channel.h"
@@ -40,7 +39,7 @@ void AddChannelOptions(CLI::App& app, TargetCount count, ChannelFlags* flags) {
   using common::FlagNames;
   const std::string group = "Connection";
   const bool several = count == TargetCount::kSeveral;
-  AddListOption(
+  common::AddListOption(
       app, "target", several ? "HOST:PORT[,...]" : "HOST:PORT",
       several ? absl::StrCat("Server address, or any gRPC target URI such as dns:///name:port. "
                              "Repeat (or comma-separate) to drive a fleet: calls rotate over the "

@@ -58,7 +58,7 @@ struct ChannelFlags {
 enum class TargetCount { kOne, kSeveral };
 
 // Declares the connection options on `app` (help group "Connection"), bound to `*flags`, which
-// must outlive the parse: --target (a list option, see client/common/args.h: repeatable and
+// must outlive the parse: --target (a list option, see common/command_line.h: repeatable and
 // comma-separated, every item checked by ValidateTarget while parsing; `count` only changes its
 // help, the caller refuses several targets where it takes one), --tls, --ca-cert, --client-cert,
 // --client-key and --server-name.

@@ -1,10 +1,10 @@
+#include "common/command_line.h"
 #include "client/common/channel.h"
 
 #include <string>
 #include <utility>
 #include <vector>
 
-#include "client/common/args.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -40,13 +40,13 @@ TEST(ChannelTest, TargetsAreAListCheckedWhileParsing) {
     CLI::App app;
     ChannelFlags flags;
     AddChannelOptions(app, count, &flags);
-    ASSERT_TRUE(ParseClientArgs(app, {"--target", "a:1,dns:///b:2", "--target=c:3"}).ok());
+    ASSERT_TRUE(common::ParseCommandLine(app, {"--target", "a:1,dns:///b:2", "--target=c:3"}).ok());
     EXPECT_THAT(flags.targets, ElementsAre("a:1", "dns:///b:2", "c:3"));
   }
   CLI::App app;
   ChannelFlags flags;
   AddChannelOptions(app, TargetCount::kSeveral, &flags);
-  const auto bad = ParseClientArgs(app, {"--target", "a:1,localhost:"});
+  const auto bad = common::ParseCommandLine(app, {"--target", "a:1,localhost:"});
   ASSERT_FALSE(bad.ok());
   EXPECT_THAT(std::string(bad.status().message()), HasSubstr("--target: expected HOST:PORT"));
   EXPECT_THAT(std::string(bad.status().message()), HasSubstr("'localhost:'"));
@@ -57,7 +57,7 @@ TEST(ChannelTest, TlsFlagsMustBeConsistent) {
     CLI::App app;
     ChannelFlags flags;
     AddChannelOptions(app, TargetCount::kOne, &flags);
-    EXPECT_TRUE(ParseClientArgs(app, std::move(args)).ok());
+    EXPECT_TRUE(common::ParseCommandLine(app, std::move(args)).ok());
     ChannelOptions options;
     absl::Status status = ApplyTlsFlags(flags, &options);
     return std::make_pair(status, options);

@@ -1,10 +1,10 @@
+#include "common/command_line.h"
 #include "client/common/requests.h"
 
 #include <string>
 #include <utility>
 #include <vector>
 
-#include "client/common/args.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -20,7 +20,7 @@ absl::StatusOr<RequestOptions> ParseFor(pb::Task task, std::vector<std::string> 
   CLI::App app;
   RequestFlags flags;
   AddRequestOptions(app, &flags);
-  auto parsed = ParseClientArgs(app, std::move(args));
+  auto parsed = common::ParseCommandLine(app, std::move(args));
   if (!parsed.ok()) return parsed.status();
   return RequestOptionsFor(flags, task);
 }

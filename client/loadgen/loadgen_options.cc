@@ -9,7 +9,6 @@
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "client/common/args.h"
 #include "client/common/exit_codes.h"
 #include "client/loadgen/arrivals.h"
 #include "common/command_line.h"
@@ -105,11 +104,11 @@ void DeclareLoadgenArgs(CLI::App& app, LoadgenFlags* flags) {
   app.add_option("IMAGE", flags->image_paths, "Image files and directories.")->type_name("");
 
   const std::string shape = "Load shape (one step per value; a list runs a sweep)";
-  AddListOption(app, "concurrency", "N[,N...]",
+  common::AddListOption(app, "concurrency", "N[,N...]",
                 "Closed loop: N calls always in flight (default 1).", IntegerIn(1, kMaxConcurrency),
                 &flags->concurrency)
       ->group(shape);
-  AddListOption(app, "rate", "R[,R...]",
+  common::AddListOption(app, "rate", "R[,R...]",
                 "Open loop: R calls per second; latency is measured from the INTENDED send "
                 "time, so the generator's own delays are never hidden.",
                 NumberIn(0.001, kMaxRate), &flags->rates)
@@ -157,7 +156,7 @@ void DeclareLoadgenArgs(CLI::App& app, LoadgenFlags* flags) {
                   ParseLoadRpc, &flags->rpc)
       ->type_name("RPC")
       ->group("Requests");
-  AddListOption(app, "synthetic", "WxH[,WxH...]",
+  common::AddListOption(app, "synthetic", "WxH[,WxH...]",
                 "Generated JPEGs of these sizes (default 640x480 when no image is given).",
                 [flags](absl::string_view item) -> absl::Status {
                   absl::StatusOr<ImageSize> size = ParseImageSize("--synthetic", item);
@@ -288,7 +287,7 @@ absl::StatusOr<LoadgenConfig> ParseLoadgenArgs(const std::vector<std::string>& a
   CLI::App app(kDescription, "internimage-loadgen");
   LoadgenFlags flags;
   DeclareLoadgenArgs(app, &flags);
-  absl::StatusOr<common::CommandLineResult> parsed = ParseClientArgs(app, argv);
+  absl::StatusOr<common::CommandLineResult> parsed = common::ParseCommandLine(app, argv);
   if (!parsed.ok()) return parsed.status();
   LoadgenConfig config;
   if (*parsed == common::CommandLineResult::kHelp) {
