@@ -15,6 +15,7 @@
 #include "models/checkpoint/state_dict.h"
 #include "models/checkpoint/testing/python_fixtures.h"
 #include "models/checkpoint/zip_reader.h"
+#include "tests/testing/paths.h"
 
 namespace iis::models::checkpoint {
 namespace {
@@ -90,7 +91,7 @@ class CheckpointFuzzTest : public fixtures::PythonFixtureTest {
 };
 
 TEST_F(CheckpointFuzzTest, MutatedArchivesLoadOrFailCleanly) {
-  const std::string original = fixtures::ReadFileBytes(Fixture("small.pth"));
+  const std::string original = testing_paths::ReadFileBytes(Fixture("small.pth"));
   const std::string path = ScratchDir() + "/mutated.pth";
   std::mt19937 rng(20240601);
   Outcomes outcomes;
@@ -104,7 +105,7 @@ TEST_F(CheckpointFuzzTest, MutatedArchivesLoadOrFailCleanly) {
 // Mutates only data.pkl and fixes its CRC-32 in the central directory, so the mutations reach
 // the unpickler and the tensor checks instead of stopping at the checksum.
 TEST_F(CheckpointFuzzTest, MutatedPicklesWithValidChecksumsLoadOrFailCleanly) {
-  const std::string original = fixtures::ReadFileBytes(Fixture("small.pth"));
+  const std::string original = testing_paths::ReadFileBytes(Fixture("small.pth"));
   ZipReader zip(Fixture("small.pth"));
   const ZipEntry* pickle = zip.Find("small/data.pkl");
   ASSERT_NE(pickle, nullptr);
@@ -149,7 +150,7 @@ TEST_F(CheckpointFuzzTest, MutatedPickleStreamsParseOrFailCleanly) {
 }
 
 TEST_F(CheckpointFuzzTest, MutatedSafetensorsLoadOrFailCleanly) {
-  const std::string original = fixtures::ReadFileBytes(Fixture("model.safetensors"));
+  const std::string original = testing_paths::ReadFileBytes(Fixture("model.safetensors"));
   const std::string path = ScratchDir() + "/mutated.safetensors";
   std::mt19937 rng(5);
   Outcomes outcomes;

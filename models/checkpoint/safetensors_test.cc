@@ -10,6 +10,7 @@
 #include "models/checkpoint/checkpoint_error.h"
 #include "models/checkpoint/testing/expect_tensor.h"
 #include "models/checkpoint/testing/python_fixtures.h"
+#include "tests/testing/paths.h"
 
 namespace iis::models::checkpoint {
 namespace {
@@ -157,7 +158,7 @@ TEST_F(SafetensorsTest, RejectsBadLengthsAndTruncation) {
   fixtures::WriteFileBytes(path, std::string("\xff\xff\xff\xff\x00\x00\x00\x00{}", 10));
   EXPECT_THAT(ReadError(path), HasSubstr("header length 4294967295 does not fit the file's 10 "
                                          "bytes"));
-  const std::string bytes = fixtures::ReadFileBytes(Fixture("model.safetensors"));
+  const std::string bytes = testing_paths::ReadFileBytes(Fixture("model.safetensors"));
   for (const size_t cut : {size_t{0}, size_t{7}, size_t{8}, size_t{100}, bytes.size() - 1}) {
     SCOPED_TRACE(cut);
     fixtures::WriteFileBytes(path, bytes.substr(0, cut));

@@ -13,6 +13,7 @@
 #include "models/checkpoint/testing/python_fixtures.h"
 #include "models/checkpoint/torch_checkpoint.h"
 #include "models/checkpoint/zip_reader.h"
+#include "tests/testing/paths.h"
 
 namespace iis::models::checkpoint {
 namespace {
@@ -155,7 +156,7 @@ TEST_F(StateDictTest, ReadsOnlyTheSelectedTensors) {
   const std::string model_key =
       archive.root().Find("model")->Find("0.weight")->tensor->storage->key;
   ZipReader zip(Fixture("cls.pth"));
-  const std::string bytes = fixtures::ReadFileBytes(Fixture("cls.pth"));
+  const std::string bytes = testing_paths::ReadFileBytes(Fixture("cls.pth"));
 
   std::string corrupt = bytes;
   corrupt[zip.Find("cls/data/" + optimizer_key)->data_offset] ^= 0x40;

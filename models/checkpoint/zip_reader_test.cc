@@ -12,6 +12,7 @@
 
 #include "models/checkpoint/checkpoint_error.h"
 #include "models/checkpoint/testing/python_fixtures.h"
+#include "tests/testing/paths.h"
 
 namespace iis::models::checkpoint {
 namespace {
@@ -28,7 +29,7 @@ struct ListedEntry {
 
 // NAME.entries: what Python's zipfile module lists for the archive.
 std::vector<ListedEntry> ReadListing(const std::string& path) {
-  std::istringstream lines(fixtures::ReadFileBytes(path + ".entries"));
+  std::istringstream lines(testing_paths::ReadFileBytes(path + ".entries"));
   std::vector<ListedEntry> entries;
   ListedEntry entry;
   while (lines >> entry.name >> entry.size >> entry.crc) entries.push_back(entry);
@@ -131,7 +132,7 @@ TEST_F(ZipReaderTest, RefusesCompressedEntriesWithAHint) {
 }
 
 TEST_F(ZipReaderTest, TruncatedFilesAreErrorsWhereverTheyAreCut) {
-  const std::string bytes = fixtures::ReadFileBytes(Fixture("cls.pth"));
+  const std::string bytes = testing_paths::ReadFileBytes(Fixture("cls.pth"));
   const size_t size = bytes.size();
   for (const size_t cut : std::vector<size_t>{0, 1, 21, 22, 100, size / 3, size / 2, size - 100,
                                               size - 23, size - 22, size - 21, size - 1}) {
@@ -149,7 +150,7 @@ TEST_F(ZipReaderTest, NotAZipFile) {
 }
 
 TEST_F(ZipReaderTest, CorruptDirectoriesAreErrors) {
-  const std::string bytes = fixtures::ReadFileBytes(Fixture("cls.pth"));
+  const std::string bytes = testing_paths::ReadFileBytes(Fixture("cls.pth"));
   const size_t central = bytes.find("PK\x01\x02");
   const size_t zip64_record = bytes.rfind("PK\x06\x06");
   ASSERT_NE(central, std::string::npos);
@@ -197,7 +198,7 @@ TEST_F(ZipReaderTest, CorruptDirectoriesAreErrors) {
 }
 
 TEST_F(ZipReaderTest, ChecksumMismatchIsReported) {
-  std::string bytes = fixtures::ReadFileBytes(Fixture("cls.pth"));
+  std::string bytes = testing_paths::ReadFileBytes(Fixture("cls.pth"));
   const ZipEntry* entry = nullptr;
   ZipReader original(Fixture("cls.pth"));
   entry = original.Find("cls/data/0");

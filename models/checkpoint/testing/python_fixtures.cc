@@ -11,6 +11,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "tests/testing/paths.h"
+
 namespace iis::models::checkpoint::fixtures {
 namespace {
 
@@ -56,7 +58,7 @@ std::string Generate(std::string* skip_reason) {
   const std::string script = IIS_CHECKPOINT_FIXTURE_SCRIPT;
   const std::string python = IIS_CHECKPOINT_TEST_PYTHON;
   const fs::path cache = IIS_CHECKPOINT_FIXTURE_CACHE;
-  const fs::path dir = cache / Hash(ReadFileBytes(script));
+  const fs::path dir = cache / Hash(testing_paths::ReadFileBytes(script));
   std::error_code error;
   fs::create_directories(cache, error);
   FileLock lock((cache / "lock").string());
@@ -71,11 +73,11 @@ std::string Generate(std::string* skip_reason) {
   const int exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   if (exit_code == kSkipExitCode || (exit_code == 127 && !fs::exists(python))) {
     *skip_reason =
-        "checkpoint fixtures need " + python + " with torch and numpy: " + ReadFileBytes(log);
+        "checkpoint fixtures need " + python + " with torch and numpy: " + testing_paths::ReadFileBytes(log);
     return "";
   }
   if (exit_code != 0) {
-    ADD_FAILURE() << command << " failed with status " << status << ":\n" << ReadFileBytes(log);
+    ADD_FAILURE() << command << " failed with status " << status << ":\n" << testing_paths::ReadFileBytes(log);
     return "";
   }
   WriteFileBytes((partial / "complete").string(), "");
@@ -116,17 +118,6 @@ void PythonFixtureTest::TearDown() {
   }
 }
 
-std::string ReadFileBytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    ADD_FAILURE() << "cannot read " << path;
-    return "";
-  }
-  std::ostringstream bytes;
-  bytes << in.rdbuf();
-  return bytes.str();
-}
-
 void WriteFileBytes(const std::string& path, const std::string& bytes) {
   // A new file rather than a truncated one: ext4 flushes truncated-and-rewritten files to disk
   // on close, which would make the robustness tests wait on the disk thousands of times.
@@ -138,8 +129,8 @@ void WriteFileBytes(const std::string& path, const std::string& bytes) {
 }
 
 std::vector<ExpectedTensor> ReadExpected(const std::string& path) {
-  const std::string blob = ReadFileBytes(path + ".expected.bin");
-  std::istringstream lines(ReadFileBytes(path + ".expected"));
+  const std::string blob = testing_paths::ReadFileBytes(path + ".expected.bin");
+  std::istringstream lines(testing_paths::ReadFileBytes(path + ".expected"));
   std::vector<ExpectedTensor> tensors;
   std::string line;
   while (std::getline(lines, line)) {

@@ -34,9 +34,6 @@ class PythonFixtureTest : public ::testing::Test {
   std::string scratch_;
 };
 
-// Returns the whole content of a file; fails the test (and returns "") if it cannot be read.
-std::string ReadFileBytes(const std::string& path);
-
 // Writes `bytes` to a new file at `path`, replacing any file there.
 void WriteFileBytes(const std::string& path, const std::string& bytes);
 
