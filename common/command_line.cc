@@ -58,7 +58,7 @@ std::string NumberText(double value) { return absl::StrFormat("%g", value); }
 }  // namespace
 
 std::string FlagNames(absl::string_view dashed_name) {
-  const std::string dashed = absl::StrCat("--", dashed_name);
+  std::string dashed = absl::StrCat("--", dashed_name);
   if (dashed_name.find('-') == absl::string_view::npos) return dashed;
   return absl::StrCat(dashed, ",--", absl::StrReplaceAll(dashed_name, {{"-", "_"}}));
 }
@@ -182,7 +182,7 @@ bool ParseNumber(const std::string& text, int* value) { return absl::SimpleAtoi(
 bool ParseNumber(const std::string& text, double* value) { return absl::SimpleAtod(text, value); }
 
 template <typename T>
-CLI::Option* AddNumberList(CLI::App& app, absl::string_view name, std::string type_name,
+CLI::Option* AddNumberList(CLI::App& app, absl::string_view name, const std::string& type_name,
                            std::string description, CLI::Validator range, std::vector<T>* values) {
   const std::string shown_type = absl::StrCat(type_name, ":each ", range.get_description());
   const std::string flag = absl::StrCat("--", name);
@@ -203,17 +203,17 @@ CLI::Option* AddNumberList(CLI::App& app, absl::string_view name, std::string ty
 
 }  // namespace
 
-CLI::Option* AddListOption(CLI::App& app, absl::string_view name, std::string type_name,
+CLI::Option* AddListOption(CLI::App& app, absl::string_view name, const std::string& type_name,
                            std::string description, CLI::Validator range,
                            std::vector<int>* values) {
-  return AddNumberList(app, name, std::move(type_name), std::move(description), std::move(range),
+  return AddNumberList(app, name, type_name, std::move(description), std::move(range),
                        values);
 }
 
-CLI::Option* AddListOption(CLI::App& app, absl::string_view name, std::string type_name,
+CLI::Option* AddListOption(CLI::App& app, absl::string_view name, const std::string& type_name,
                            std::string description, CLI::Validator range,
                            std::vector<double>* values) {
-  return AddNumberList(app, name, std::move(type_name), std::move(description), std::move(range),
+  return AddNumberList(app, name, type_name, std::move(description), std::move(range),
                        values);
 }
 
@@ -257,7 +257,7 @@ absl::StatusOr<CommandLineResult> ParseCommandLine(CLI::App& app, std::vector<st
   } catch (const CLI::ExtrasError&) {
     const std::vector<std::string> extras = app.remaining();
     const std::string first = extras.empty() ? "?" : extras.front();
-    return absl::InvalidArgumentError(first.rfind("-", 0) == 0
+    return absl::InvalidArgumentError(first.rfind('-', 0) == 0
                                           ? absl::StrCat("unknown option '", first, "'")
                                           : absl::StrCat("unexpected argument '", first, "'"));
   } catch (const CLI::ArgumentMismatch& e) {

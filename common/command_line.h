@@ -67,9 +67,9 @@ CLI::Option* AddListOption(CLI::App& app, absl::string_view name, std::string ty
 
 // Declares a list option (as AddListOption) of integers or numbers: every item must pass `range`
 // (common::IntegerIn or common::NumberIn, shown in help) and is appended to *values.
-CLI::Option* AddListOption(CLI::App& app, absl::string_view name, std::string type_name,
+CLI::Option* AddListOption(CLI::App& app, absl::string_view name, const std::string& type_name,
                            std::string description, CLI::Validator range, std::vector<int>* values);
-CLI::Option* AddListOption(CLI::App& app, absl::string_view name, std::string type_name,
+CLI::Option* AddListOption(CLI::App& app, absl::string_view name, const std::string& type_name,
                            std::string description, CLI::Validator range,
                            std::vector<double>* values);
 

@@ -78,7 +78,8 @@ class RuntimeEngine final : public Engine {
       --in_flight_;
     };
     request->model = (*model)->name;
-    runners_.at(request->model)->Submit(std::move(request));
+    ModelRunner& runner = *runners_.at(request->model);
+    runner.Submit(std::move(request));
   }
 
   std::vector<ModelMetadata> ListModels() const override { return catalog_->models(); }
