@@ -21,52 +21,32 @@
 #include "common/logging.h"
 #include "server/config/server_config.h"
 #include "server/frontend/run_server.h"
+#include "server/frontend/server_flags.h"
 #include "tests/fake_engine.h"
 
 int main(int argc, char** argv) {
   using iis::common::FlagNames;
-  using iis::common::Integer;
   using iis::common::IntegerIn;
   CLI::App app("The real gRPC front end over a deterministic fake engine, for tests.",
                "fake_vision_server");
   iis::common::SetUpCommandLine(app, "");
-  iis::ConfigOverrides overrides;
-  overrides.host = "127.0.0.1";
-  overrides.port = 0;
-  overrides.metrics_port = 0;
-  overrides.drain_grace = absl::Seconds(5);
-  overrides.max_image_pixels = 40'000'000;
+  // The server's own flags, with defaults for tests: loopback, free ports, a short drain.
+  iis::ServerFlags flags;
+  flags.overrides.host = "127.0.0.1";
+  flags.overrides.port = 0;
+  flags.overrides.metrics_port = 0;
+  flags.overrides.drain_grace = absl::Seconds(5);
+  iis::AddServerFlags(app, &flags);
   iis::FakeEngineOptions engine_options;
-  std::string port_file, metrics_port_file;
-  app.add_option(FlagNames("host"), overrides.host, "Address to listen on.");
-  app.add_option(FlagNames("port"), overrides.port, "gRPC port; 0 picks a free port.")
-      ->check(Integer());
-  app.add_option(FlagNames("metrics-port"), overrides.metrics_port,
-                 "Prometheus /metrics port; 0 picks a free one, -1 turns it off.")
-      ->check(Integer());
-  app.add_option(FlagNames("port-file"), port_file, "Write the bound gRPC port here once serving.");
-  app.add_option(FlagNames("metrics-port-file"), metrics_port_file,
-                 "Write the bound metrics port here once serving.");
-  iis::common::AddDurationOption(app, "drain-grace", &overrides.drain_grace,
-                                 "Drain grace period after SIGTERM.", -absl::InfiniteDuration(),
-                                 absl::InfiniteDuration());
   iis::common::AddDurationOption(app, "latency", &engine_options.latency,
                                  "Simulated inference time of every request.",
                                  absl::ZeroDuration(), absl::Hours(1));
   app.add_option(FlagNames("max-queue-size"), engine_options.max_queue_size,
                  "Requests accepted and unanswered beyond this: RESOURCE_EXHAUSTED.")
       ->check(IntegerIn(1, 1'000'000));
-  app.add_option(FlagNames("worker-threads"), engine_options.worker_threads,
+  app.add_option(FlagNames("engine-threads"), engine_options.worker_threads,
                  "Threads of the fake engine.")
       ->check(IntegerIn(1, 1024));
-  app.add_option(FlagNames("max-image-pixels"), overrides.max_image_pixels,
-                 "Largest image accepted (width x height).")
-      ->check(Integer());
-  app.add_option(FlagNames("tls-cert"), overrides.tls_cert_file,
-                 "PEM certificate; with --tls-key: TLS.");
-  app.add_option(FlagNames("tls-key"), overrides.tls_key_file, "PEM private key.");
-  app.add_option(FlagNames("tls-client-ca"), overrides.tls_client_ca_file,
-                 "PEM CA of client certificates; set to require mutual TLS.");
   absl::StatusOr<iis::common::CommandLineResult> parsed =
       iis::common::ParseCommandLine(app, iis::common::ArgsOf(argc, argv));
   if (!parsed.ok()) {
@@ -78,7 +58,7 @@ int main(int argc, char** argv) {
     return iis::kExitOk;
   }
 
-  absl::StatusOr<iis::ServerConfig> config = iis::MakeServerConfig("", overrides);
+  absl::StatusOr<iis::ServerConfig> config = iis::MakeServerConfig(flags.config, flags.overrides);
   if (!config.ok()) {
     iis::common::Log(iis::common::LogSeverity::kError, config.status().ToString());
     return iis::kExitBadConfig;
@@ -93,9 +73,9 @@ int main(int argc, char** argv) {
     with_metrics.metrics = metrics;
     return std::make_unique<iis::FakeEngine>(with_metrics);
   };
-  options.on_serving = [&port_file, &metrics_port_file](int grpc_port, int metrics_port) {
-    iis::WritePortFile(port_file, grpc_port);
-    iis::WritePortFile(metrics_port_file, metrics_port);
+  options.on_serving = [&flags](int grpc_port, int metrics_port) {
+    iis::WritePortFile(flags.port_file, grpc_port);
+    iis::WritePortFile(flags.metrics_port_file, metrics_port);
   };
   return iis::RunServer(options);
 }

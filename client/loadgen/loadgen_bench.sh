@@ -23,7 +23,7 @@ done
 
 work="$(mktemp -d)"
 "$server" --port=0 --metrics-port=-1 --port-file="$work/port" --max-queue-size=100000 \
-  --worker-threads=1 >"$work/server.log" 2>&1 &
+  --engine-threads=1 >"$work/server.log" 2>&1 &
 server_pid=$!
 trap 'kill "$server_pid" 2>/dev/null; wait "$server_pid" 2>/dev/null; rm -rf "$work"' EXIT
 for _ in $(seq 1 300); do [[ -s "$work/port" ]] && break; sleep 0.05; done

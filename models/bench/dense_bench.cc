@@ -11,24 +11,18 @@
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <benchmark/benchmark.h>
-#include <sys/resource.h>
 
 #include <chrono>
 
 #include "models/dense_batch.h"
 #include "models/detection/mask_rcnn.h"
+#include "models/bench/peak_rss.h"
 #include "models/registry.h"
 #include "models/segmentation/upernet.h"
 #include "models/weights.h"
 
 namespace iis::models {
 namespace {
-
-double PeakRssMb() {
-  rusage usage{};
-  getrusage(RUSAGE_SELF, &usage);
-  return usage.ru_maxrss / 1024.0;
-}
 
 void SetCounters(benchmark::State& state, const DenseStageTimes& sum, double total, bool neck,
                  bool post) {
@@ -37,7 +31,7 @@ void SetCounters(benchmark::State& state, const DenseStageTimes& sum, double tot
   if (neck) state.counters["neck_share"] = sum.neck_seconds / total;
   state.counters["heads_share"] = sum.heads_seconds / total;
   if (post) state.counters["postprocess_share"] = sum.postprocess_seconds / total;
-  state.counters["peak_rss_mb"] = PeakRssMb();
+  state.counters["peak_rss_mb"] = bench::PeakRssMb();
 }
 
 void Add(DenseStageTimes* sum, const DenseStageTimes& t) {

@@ -7,21 +7,15 @@
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <benchmark/benchmark.h>
-#include <sys/resource.h>
 
 #include "models/classification/classifier.h"
 #include "models/cpu/internimage_cpu_plan.h"
 #include "models/layers.h"
+#include "models/bench/peak_rss.h"
 #include "models/registry.h"
 
 namespace iis::models {
 namespace {
-
-double PeakRssMb() {
-  rusage usage{};
-  getrusage(RUSAGE_SELF, &usage);
-  return usage.ru_maxrss / 1024.0;
-}
 
 // kind: 0 = optimised plan (oneDNN), 1 = optimised plan with ATen matmuls, 2 = ATen reference.
 void BM_InternImageT(benchmark::State& state) {
@@ -43,7 +37,7 @@ void BM_InternImageT(benchmark::State& state) {
   }
   state.counters["images_per_second"] =
       benchmark::Counter(static_cast<double>(batch) * state.iterations(), benchmark::Counter::kIsRate);
-  state.counters["peak_rss_mb"] = PeakRssMb();
+  state.counters["peak_rss_mb"] = bench::PeakRssMb();
 }
 
 BENCHMARK(BM_InternImageT)
