@@ -16,10 +16,11 @@ build_packages=(
   libcli11-dev nlohmann-json3-dev zlib1g-dev
 )
 # Test-only: the official InternImage code runs under Debian's PyTorch to produce parity fixtures,
-# real photographs come from scikit-image, and the deployment tests start a real Prometheus.
+# real photographs come from scikit-image, the deployment tests start a real Prometheus, CI's
+# checks format and lint with clang-format and clang-tidy, and the LibTorch 2.x check makes a venv.
 test_packages=(
   python3 python3-torch python3-torchvision python3-numpy python3-skimage python3-pil python3-opencv
-  prometheus curl
+  python3-venv prometheus curl clang-format clang-tidy
 )
 runtime_packages=(
   libtorch1.13 libopenblas0-openmp libdnnl2 libgrpc++1.51 libprotobuf32

@@ -11,8 +11,10 @@
 
 #include <chrono>
 #include <cmath>
+#include <cstring>
 #include <fstream>
 #include <future>
+#include <limits>
 #include <map>
 #include <memory>
 #include <string>
@@ -461,6 +463,15 @@ TEST_F(RuntimeServerTest, BadImagesAreRejectedAndTheServerKeepsServing) {
   tensor.mutable_tensor()->set_format(pb::RawTensor::FLOAT32_CHW);
   for (int d : {3, 100, 100}) tensor.mutable_tensor()->add_shape(d);
   tensor.mutable_tensor()->set_data(std::string(3 * 100 * 100 * 4, '\0'));
+  std::string nan_data(3 * 100 * 100 * 4, '\0');
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  std::memcpy(nan_data.data() + 4 * 5000, &nan, 4);
+  pb::Image with_nan = tensor;
+  with_nan.mutable_tensor()->set_data(nan_data);
+  const grpc::Status not_finite = Classify(*stub, "", with_nan, &r);
+  EXPECT_EQ(not_finite.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(not_finite.error_message().find("non-finite"), std::string::npos)
+      << not_finite.error_message();
   // The classifier takes raw tensors of any size (global pooling), not only 224 x 224.
   const grpc::Status any_size = Classify(*stub, "", tensor, &r);
   EXPECT_TRUE(any_size.ok()) << any_size.error_message();

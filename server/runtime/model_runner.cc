@@ -1,5 +1,6 @@
 #include "server/runtime/model_runner.h"
 
+#include <cmath>
 #include <cstring>
 #include <exception>
 #include <memory>
@@ -49,6 +50,16 @@ absl::StatusOr<models::NormalizedImage> PrepareImage(const ImageInput& in, Task 
         models::NormalizedImage img;
         img.chw.resize(n);
         std::memcpy(img.chw.data(), in.bytes.data(), in.bytes.size());
+        // A NaN or infinity would propagate into every answer (NaN scores are no probabilities).
+        for (size_t i = 0; i < n; ++i) {
+          if (!std::isfinite(img.chw[i])) {
+            const size_t plane = static_cast<size_t>(in.height) * in.width;
+            return absl::InvalidArgumentError(absl::StrCat(
+                "image.tensor.data holds a non-finite value (", img.chw[i], ") at channel ",
+                i / plane, ", row ", i % plane / in.width, ", column ", i % in.width,
+                ": a FLOAT32_CHW tensor must be finite"));
+          }
+        }
         img.height = img.original_height = in.height;
         img.width = img.original_width = in.width;
         return img;

@@ -5,6 +5,7 @@
 #include <atomic>
 #include <cstring>
 #include <future>
+#include <limits>
 #include <memory>
 #include <string>
 #include <thread>
@@ -285,6 +286,21 @@ TEST_F(RuntimeEngineTest, OneBadImageFailsAloneAndTheRestOfItsBatchIsAnswered) {
   EXPECT_THAT(failed.message(), HasSubstr("inference failed: the fake network cannot run"));
   // The batch of three failed, then each image ran alone.
   EXPECT_THAT(classifier_->batch_sizes(), ElementsAre(1, 3, 1, 1, 1));
+}
+
+// Regression test: NaN or infinite tensor values used to be answered OK with NaN scores.
+TEST_F(RuntimeEngineTest, NonFiniteTensorsAreRefusedBeforeTheyRun) {
+  Start();
+  for (float bad : {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity(),
+                    -std::numeric_limits<float>::infinity()}) {
+    Call call(bad, Task::kSegmentation);
+    call.SubmitTo(*engine_);
+    absl::Status status = call.Get().status();
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_THAT(status.message(), HasSubstr("non-finite value")) << bad;
+    EXPECT_THAT(status.message(), HasSubstr("channel 0, row 0, column 0")) << bad;
+  }
+  EXPECT_EQ(segmenter_->images_run(), 0);
 }
 
 TEST_F(RuntimeEngineTest, AFailingInstanceFailsItsRequestsAndTheServerCarriesOn) {
