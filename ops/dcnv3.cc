@@ -9,19 +9,18 @@
 
 #include <cmath>
 #include <limits>
+#include <tuple>
 #include <vector>
+
+#include "ops/dcnv3_op.h"
 
 namespace iis::ops {
 namespace {
 
 // Spatial sizes above this lose integer precision in fp32 sampling coordinates.
 constexpr int64_t kMaxSpatialSize = int64_t{1} << 24;
-// Integer parameters are stored as int in the kernels' problem descriptions.
+// The kernels narrow the integer parameters to int (CUDA kernel arguments, CPU loop counters).
 constexpr int64_t kMaxParameter = std::numeric_limits<int32_t>::max() / 4;
-
-using Dcnv3Signature = at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&, int64_t,
-                                  int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
-                                  int64_t, int64_t, double, bool);
 
 void CheckParameter(const char* op, const char* name, int64_t value, int64_t minimum) {
   TORCH_CHECK(value >= minimum && value <= kMaxParameter, op, ": ", name, " must be in [", minimum,
@@ -61,8 +60,8 @@ int64_t PixelStride(const char* op, const char* name, const at::Tensor& t) {
 
 void CheckShape(const char* op, const char* name, const at::Tensor& t,
                 std::initializer_list<int64_t> expected, const char* meaning) {
-  TORCH_CHECK(t.sizes() == c10::IntArrayRef(expected), op, ": ", name, " must have shape ",
-              meaning, " = ", c10::IntArrayRef(expected), ", got ", t.sizes());
+  TORCH_CHECK(t.sizes() == c10::IntArrayRef(expected), op, ": ", name, " must have shape ", meaning,
+              " = ", c10::IntArrayRef(expected), ", got ", t.sizes());
 }
 
 // Output extent along one axis, or an error naming the axis when it would be empty.
@@ -76,49 +75,15 @@ int64_t OutputSize(const char* op, const char* axis, int64_t in, int64_t kernel,
 }
 
 const c10::TypedOperatorHandle<Dcnv3Signature>& Dcnv3Op(bool softmax) {
-  static const auto plain = c10::Dispatcher::singleton()
-                                .findSchemaOrThrow("iis::dcnv3", "")
-                                .typed<Dcnv3Signature>();
+  static const auto plain =
+      c10::Dispatcher::singleton().findSchemaOrThrow("iis::dcnv3", "").typed<Dcnv3Signature>();
   static const auto fused = c10::Dispatcher::singleton()
                                 .findSchemaOrThrow("iis::dcnv3_softmax", "")
                                 .typed<Dcnv3Signature>();
   return softmax ? fused : plain;
 }
 
-at::Tensor CallOp(bool softmax, const at::Tensor& value, const at::Tensor& offset,
-                  const at::Tensor& mask, const Dcnv3Params& p) {
-  return Dcnv3Op(softmax).call(value, offset, mask, p.kernel_h, p.kernel_w, p.stride_h, p.stride_w,
-                               p.pad_h, p.pad_w, p.dilation_h, p.dilation_w, p.group,
-                               p.group_channels, p.offset_scale, p.remove_center);
-}
-
 }  // namespace
-
-Dcnv3Shape MakeDcnv3Shape(const Dcnv3Geometry& geo, const Dcnv3Params& params,
-                          bool mask_is_logits) {
-  Dcnv3Shape shape;
-  shape.batch = geo.batch;
-  shape.height_in = geo.height_in;
-  shape.width_in = geo.width_in;
-  shape.height_out = geo.height_out;
-  shape.width_out = geo.width_out;
-  shape.offset_pixel_stride = geo.offset_pixel_stride;
-  shape.mask_pixel_stride = geo.mask_pixel_stride;
-  shape.kernel_h = static_cast<int>(params.kernel_h);
-  shape.kernel_w = static_cast<int>(params.kernel_w);
-  shape.stride_h = static_cast<int>(params.stride_h);
-  shape.stride_w = static_cast<int>(params.stride_w);
-  shape.pad_h = static_cast<int>(params.pad_h);
-  shape.pad_w = static_cast<int>(params.pad_w);
-  shape.dilation_h = static_cast<int>(params.dilation_h);
-  shape.dilation_w = static_cast<int>(params.dilation_w);
-  shape.group = static_cast<int>(params.group);
-  shape.group_channels = static_cast<int>(params.group_channels);
-  shape.offset_scale = static_cast<float>(params.offset_scale);
-  shape.remove_center = params.remove_center;
-  shape.mask_is_logits = mask_is_logits;
-  return shape;
-}
 
 Dcnv3Geometry CheckDcnv3Args(const char* op, const at::Tensor& value, const at::Tensor& offset,
                              const at::Tensor& mask, const Dcnv3Params& params) {
@@ -138,8 +103,8 @@ Dcnv3Geometry CheckDcnv3Args(const char* op, const at::Tensor& value, const at::
   TORCH_CHECK(std::isfinite(params.offset_scale), op, ": offset_scale must be finite, got ",
               params.offset_scale);
   TORCH_CHECK(!params.remove_center || params.kernel_h * params.kernel_w > 1, op,
-              ": remove_center needs a kernel with more than one point, got ", params.kernel_h,
-              "x", params.kernel_w);
+              ": remove_center needs a kernel with more than one point, got ", params.kernel_h, "x",
+              params.kernel_w);
   TORCH_CHECK(offset.device() == value.device(), op, ": offset must be on the device of value (",
               value.device(), "), got ", offset.device());
   TORCH_CHECK(mask.device() == value.device(), op, ": mask must be on the device of value (",
@@ -175,7 +140,8 @@ Dcnv3Geometry CheckDcnv3Args(const char* op, const at::Tensor& value, const at::
   CheckShape(op, "offset", offset,
              {geo.batch, geo.height_out, geo.width_out, params.group * geo.points * 2},
              "[N, H_out, W_out, group*K*2]");
-  CheckShape(op, "mask", mask, {geo.batch, geo.height_out, geo.width_out, params.group * geo.points},
+  CheckShape(op, "mask", mask,
+             {geo.batch, geo.height_out, geo.width_out, params.group * geo.points},
              "[N, H_out, W_out, group*K]");
   geo.offset_pixel_stride = PixelStride(op, "offset", offset);
   geo.mask_pixel_stride = PixelStride(op, "mask", mask);
@@ -184,17 +150,20 @@ Dcnv3Geometry CheckDcnv3Args(const char* op, const at::Tensor& value, const at::
 
 at::Tensor Dcnv3(const at::Tensor& value, const at::Tensor& offset, const at::Tensor& mask,
                  const Dcnv3Params& params) {
-  return CallOp(/*softmax=*/false, value, offset, mask, params);
+  const auto& op = Dcnv3Op(params.mask_is_logits);
+  return std::apply([&](auto... scalars) { return op.call(value, offset, mask, scalars...); },
+                    Dcnv3SchemaArguments(params));
 }
 
 at::Tensor Dcnv3Softmax(const at::Tensor& value, const at::Tensor& offset,
                         const at::Tensor& mask_logits, const Dcnv3Params& params) {
-  return CallOp(/*softmax=*/true, value, offset, mask_logits, params);
+  Dcnv3Params softmax = params;
+  softmax.mask_is_logits = true;
+  return Dcnv3(value, offset, mask_logits, softmax);
 }
 
 at::Tensor Dcnv3Composed(const at::Tensor& value, const at::Tensor& offset,
-                         const at::Tensor& mask_or_logits, const Dcnv3Params& params,
-                         bool mask_is_logits) {
+                         const at::Tensor& mask_or_logits, const Dcnv3Params& params) {
   const char* op = "iis::ops::Dcnv3Composed";
   const Dcnv3Geometry geo = CheckDcnv3Args(op, value, offset, mask_or_logits, params);
   TORCH_CHECK(at::isFloatingType(value.scalar_type()), op,
@@ -207,8 +176,8 @@ at::Tensor Dcnv3Composed(const at::Tensor& value, const at::Tensor& offset,
   const int64_t w_out = geo.width_out;
 
   // 1. Zero-pad height and width (channels-last: the pad list starts at the last dimension).
-  const at::Tensor padded = at::constant_pad_nd(
-      value, {0, 0, params.pad_w, params.pad_w, params.pad_h, params.pad_h});
+  const at::Tensor padded =
+      at::constant_pad_nd(value, {0, 0, params.pad_w, params.pad_w, params.pad_h, params.pad_h});
   const int64_t h_pad = geo.height_in + 2 * params.pad_h;
   const int64_t w_pad = geo.width_in + 2 * params.pad_w;
 
@@ -227,8 +196,10 @@ at::Tensor Dcnv3Composed(const at::Tensor& value, const at::Tensor& offset,
   const auto f32 = value.options().dtype(at::kFloat);
   const at::Tensor grid_x_t = at::tensor(grid_x).to(value.device()).view({1, 1, 1, 1, k});
   const at::Tensor grid_y_t = at::tensor(grid_y).to(value.device()).view({1, 1, 1, 1, k});
-  const at::Tensor origin_x = (at::arange(w_out, f32) * params.stride_w + half_w).view({1, 1, w_out, 1, 1});
-  const at::Tensor origin_y = (at::arange(h_out, f32) * params.stride_h + half_h).view({1, h_out, 1, 1, 1});
+  const at::Tensor origin_x =
+      (at::arange(w_out, f32) * params.stride_w + half_w).view({1, 1, w_out, 1, 1});
+  const at::Tensor origin_y =
+      (at::arange(h_out, f32) * params.stride_h + half_h).view({1, h_out, 1, 1, 1});
   const at::Tensor off = offset.to(at::kFloat).reshape({n, h_out, w_out, g, k, 2});
   const at::Tensor px = origin_x + (grid_x_t + off.select(5, 0)) * params.offset_scale;
   const at::Tensor py = origin_y + (grid_y_t + off.select(5, 1)) * params.offset_scale;
@@ -240,15 +211,17 @@ at::Tensor Dcnv3Composed(const at::Tensor& value, const at::Tensor& offset,
                               .to(value.scalar_type());
 
   // 4. Sample every group's channels: (N*G, D, H_pad, W_pad) -> (N*G, D, H_out*W_out, K).
-  const at::Tensor input =
-      padded.view({n, h_pad, w_pad, g, d}).permute({0, 3, 4, 1, 2}).reshape({n * g, d, h_pad, w_pad});
+  const at::Tensor input = padded.view({n, h_pad, w_pad, g, d})
+                               .permute({0, 3, 4, 1, 2})
+                               .reshape({n * g, d, h_pad, w_pad});
   const at::Tensor sampled = at::grid_sampler(input, grid, /*interpolation_mode=bilinear*/ 0,
                                               /*padding_mode=zeros*/ 0, /*align_corners=*/false);
 
   // 5. Weight by the mask (softmaxed over K when given logits) and sum over the points.
   at::Tensor mask = mask_or_logits.reshape({n, h_out, w_out, g, k});
-  if (mask_is_logits) mask = at::softmax(mask.to(at::kFloat), -1);
-  mask = mask.to(value.scalar_type()).permute({0, 3, 1, 2, 4}).reshape({n * g, 1, h_out * w_out, k});
+  if (params.mask_is_logits) mask = at::softmax(mask.to(at::kFloat), -1);
+  mask =
+      mask.to(value.scalar_type()).permute({0, 3, 1, 2, 4}).reshape({n * g, 1, h_out * w_out, k});
   const at::Tensor out = (sampled * mask).sum(-1);  // (N*G, D, H_out*W_out)
   return out.view({n, g * d, h_out, w_out}).permute({0, 2, 3, 1}).contiguous();
 }
@@ -256,12 +229,8 @@ at::Tensor Dcnv3Composed(const at::Tensor& value, const at::Tensor& offset,
 }  // namespace iis::ops
 
 TORCH_LIBRARY_FRAGMENT(iis, m) {
-  m.def(
-      "dcnv3(Tensor value, Tensor offset, Tensor mask, int kernel_h, int kernel_w, int stride_h, "
-      "int stride_w, int pad_h, int pad_w, int dilation_h, int dilation_w, int group, "
-      "int group_channels, float offset_scale, bool remove_center) -> Tensor");
-  m.def(
-      "dcnv3_softmax(Tensor value, Tensor offset, Tensor mask_logits, int kernel_h, int kernel_w, "
-      "int stride_h, int stride_w, int pad_h, int pad_w, int dilation_h, int dilation_w, "
-      "int group, int group_channels, float offset_scale, bool remove_center) -> Tensor");
+  // One argument list for both ops (kDcnv3ScalarArguments in ops/dcnv3_op.h); the third tensor's
+  // name says what it holds.
+  m.def(iis::ops::Dcnv3SchemaText("dcnv3", "mask").c_str());
+  m.def(iis::ops::Dcnv3SchemaText("dcnv3_softmax", "mask_logits").c_str());
 }

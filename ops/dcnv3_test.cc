@@ -6,23 +6,28 @@
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
+#include <ATen/core/dispatch/Dispatcher.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <functional>
 #include <limits>
+#include <sstream>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "ops/cpu/dcnv3_kernel.h"
 #include "ops/cpu/isa.h"
+#include "ops/dcnv3_op.h"
 #include "ops/testing/dcnv3_reference.h"
 
 namespace iis::ops {
 namespace {
 
 using testing_support::Dcnv3Reference;
+using testing_support::WithLogits;
 
 // Every ISA variant this binary can run here, widest first.
 std::vector<cpu::Isa> IsasToTest() {
@@ -32,11 +37,6 @@ std::vector<cpu::Isa> IsasToTest() {
     if (static_cast<int>(isa) <= static_cast<int>(best)) isas.push_back(isa);
   }
   return isas;
-}
-
-at::Tensor RunOp(bool softmax, const at::Tensor& value, const at::Tensor& offset,
-                 const at::Tensor& mask, const Dcnv3Params& params) {
-  return softmax ? Dcnv3Softmax(value, offset, mask, params) : Dcnv3(value, offset, mask, params);
 }
 
 int64_t OutSize(int64_t in, int64_t kernel, int64_t stride, int64_t pad, int64_t dilation) {
@@ -90,7 +90,8 @@ void ExpectWithinBound(const at::Tensor& actual, const at::Tensor& expected,
 
 // The reference on |value| (and |mask| unless logits): bounds the magnitude of every term.
 at::Tensor AbsBound(const Inputs& in, const Dcnv3Params& p, bool logits) {
-  return Dcnv3Reference(in.value.abs(), in.offset, logits ? in.mask : in.mask.abs(), p, logits);
+  return Dcnv3Reference(in.value.abs(), in.offset, logits ? in.mask : in.mask.abs(),
+                        WithLogits(p, logits));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -132,11 +133,12 @@ TEST_P(Dcnv3CaseTest, MatchesReferenceOnEveryIsa) {
   const Case& c = GetParam();
   for (bool softmax : {false, true}) {
     const Inputs in = MakeInputs(1234 + softmax, c.n, c.h, c.w, c.params, c.offset_range, softmax);
-    const at::Tensor expected = Dcnv3Reference(in.value, in.offset, in.mask, c.params, softmax);
+    const Dcnv3Params p = WithLogits(c.params, softmax);
+    const at::Tensor expected = Dcnv3Reference(in.value, in.offset, in.mask, p);
     const at::Tensor bound = AbsBound(in, c.params, softmax);
     for (cpu::Isa isa : IsasToTest()) {
       cpu::ScopedIsaOverride cap(isa);
-      const at::Tensor out = RunOp(softmax, in.value, in.offset, in.mask, c.params);
+      const at::Tensor out = Dcnv3(in.value, in.offset, in.mask, p);
       EXPECT_TRUE(out.is_contiguous());
       ExpectWithinBound(out, expected, bound, 1e-5,
                         c.name + (softmax ? " softmax " : " plain ") + cpu::IsaName(isa));
@@ -145,7 +147,9 @@ TEST_P(Dcnv3CaseTest, MatchesReferenceOnEveryIsa) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Geometries, Dcnv3CaseTest, ::testing::ValuesIn(Cases()),
-                         [](const ::testing::TestParamInfo<Case>& info) { return info.param.name; });
+                         [](const ::testing::TestParamInfo<Case>& info) {
+                           return info.param.name;
+                         });
 
 // ---------------------------------------------------------------------------------------------
 // Closed-form expectations (independent of the reference).
@@ -174,8 +178,8 @@ TEST(Dcnv3Test, PointOrderIsXOuterAndRemoveCenterSkipsTheCentre) {
             for (int64_t d = 0; d < 2; ++d) {
               const float expected = inside ? static_cast<float>((y * w + x) * 2 + d) : 0.0f;
               ASSERT_EQ(out[0][ho][wo][d].item<float>(), expected)
-                  << "k=" << k << " remove_center=" << remove_center << " at (" << ho << ", "
-                  << wo << ") " << cpu::IsaName(isa);
+                  << "k=" << k << " remove_center=" << remove_center << " at (" << ho << ", " << wo
+                  << ") " << cpu::IsaName(isa);
             }
           }
         }
@@ -203,7 +207,8 @@ TEST(Dcnv3Test, IntegerAndBorderPositionsCountExactly) {
   auto coverage = [](double c, int64_t size) {
     if (c == std::floor(c)) return (c >= 0 && c <= size - 1) ? 1.0 : 0.0;
     const double lo = std::floor(c);
-    return 0.5 * ((lo >= 0 && lo <= size - 1) ? 1 : 0) + 0.5 * ((lo + 1 >= 0 && lo + 1 <= size - 1) ? 1 : 0);
+    return 0.5 * ((lo >= 0 && lo <= size - 1) ? 1 : 0) +
+           0.5 * ((lo + 1 >= 0 && lo + 1 <= size - 1) ? 1 : 0);
   };
   at::Tensor expected = at::zeros({n, h, w, group}, at::kDouble);
   int borders_hit = 0;
@@ -215,7 +220,8 @@ TEST(Dcnv3Test, IntegerAndBorderPositionsCountExactly) {
           for (int64_t k = 0; k < points; ++k) {
             const int64_t i = k / 3, j = k % 3;
             const double x = wo - 1 + i + offset[b][ho][wo][(g * points + k) * 2].item<double>();
-            const double y = ho - 1 + j + offset[b][ho][wo][(g * points + k) * 2 + 1].item<double>();
+            const double y =
+                ho - 1 + j + offset[b][ho][wo][(g * points + k) * 2 + 1].item<double>();
             if (x == -1 || x == w || y == -1 || y == h) ++borders_hit;
             total += coverage(x, w) * coverage(y, h);
           }
@@ -290,7 +296,7 @@ TEST(Dcnv3Test, NeverReadsOutsideItsImage) {
   guarded.narrow(0, 1, 3).copy_(in.value);
   const at::Tensor value = guarded.narrow(0, 1, 3);
   ASSERT_TRUE(value.is_contiguous());
-  const at::Tensor expected = Dcnv3Reference(in.value, in.offset, in.mask, p, false);
+  const at::Tensor expected = Dcnv3Reference(in.value, in.offset, in.mask, p);
   const at::Tensor bound = AbsBound(in, p, false);
   for (cpu::Isa isa : IsasToTest()) {
     cpu::ScopedIsaOverride cap(isa);
@@ -313,11 +319,11 @@ TEST(Dcnv3Test, NonFiniteValuesReachOnlyTheSamplesThatReadThem) {
   in.value.select(1, 11).select(1, 0).fill_(inf);
   in.value.select(1, 11).select(1, 13).fill_(nan);
   in.value.select(1, 6).select(1, 7).fill_(inf);
-  const at::Tensor expected = Dcnv3Reference(in.value, in.offset, in.mask, p, false);
+  const at::Tensor expected = Dcnv3Reference(in.value, in.offset, in.mask, p);
   const at::Tensor finite = at::isfinite(expected);
   ASSERT_GT(finite.logical_not().sum().item<int64_t>(), 0);
   ASSERT_GT(finite.sum().item<int64_t>(), expected.numel() / 4);
-  const at::Tensor bound = Dcnv3Reference(in.value.abs(), in.offset, in.mask.abs(), p, false);
+  const at::Tensor bound = Dcnv3Reference(in.value.abs(), in.offset, in.mask.abs(), p);
   for (cpu::Isa isa : IsasToTest()) {
     cpu::ScopedIsaOverride cap(isa);
     const at::Tensor out = Dcnv3(in.value, in.offset, in.mask, p).to(at::kDouble);
@@ -332,7 +338,8 @@ TEST(Dcnv3Test, NonFiniteValuesReachOnlyTheSamplesThatReadThem) {
 TEST(Dcnv3Test, OutsidePointsIgnoreTheirMask) {
   const Dcnv3Params p = Geometry(1, 1, 1, 1, 0, 0, 1, 1, 1, 4);
   const at::Tensor value = at::ones({1, 2, 2, 4});
-  for (float weight : {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity()}) {
+  for (float weight :
+       {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity()}) {
     // Pixel (0, 0) samples x = 0 + dx = -1 exactly: outside. The others sample their own pixel.
     at::Tensor offset = at::zeros({1, 2, 2, 2});
     offset[0][0][0][0] = -1.0f;
@@ -367,6 +374,53 @@ TEST(Dcnv3Test, FusedSoftmaxEqualsSoftmaxThenPlainOp) {
   }
 }
 
+// The schemas are the ops' public contract (models and Python callers name their arguments): one
+// argument list for both, the third argument named after what it holds.
+TEST(Dcnv3Test, SchemasAreTheContract) {
+  auto schema = [](const char* name) {
+    std::ostringstream out;
+    out << c10::Dispatcher::singleton().findSchemaOrThrow(name, "").schema();
+    return out.str();
+  };
+  EXPECT_EQ(schema("iis::dcnv3"),
+            "iis::dcnv3(Tensor value, Tensor offset, Tensor mask, int kernel_h, int kernel_w, "
+            "int stride_h, int stride_w, int pad_h, int pad_w, int dilation_h, int dilation_w, "
+            "int group, int group_channels, float offset_scale, bool remove_center) -> Tensor");
+  EXPECT_EQ(schema("iis::dcnv3_softmax"),
+            "iis::dcnv3_softmax(Tensor value, Tensor offset, Tensor mask_logits, int kernel_h, "
+            "int kernel_w, int stride_h, int stride_w, int pad_h, int pad_w, int dilation_h, "
+            "int dilation_w, int group, int group_channels, float offset_scale, "
+            "bool remove_center) -> Tensor");
+}
+
+// Dcnv3Params -> schema arguments -> Dcnv3Params keeps every field in its place.
+TEST(Dcnv3Test, SchemaArgumentsRoundTrip) {
+  const Dcnv3Params p = Geometry(2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 0.25, true);
+  for (bool logits : {false, true}) {
+    const Dcnv3Params q =
+        std::apply([&](auto... scalars) { return Dcnv3ParamsFromSchema(logits, scalars...); },
+                   Dcnv3SchemaArguments(p));
+    EXPECT_EQ(std::make_tuple(q.kernel_h, q.kernel_w, q.stride_h, q.stride_w, q.pad_h, q.pad_w,
+                              q.dilation_h, q.dilation_w, q.group, q.group_channels),
+              std::make_tuple(2, 3, 4, 5, 6, 7, 8, 9, 10, 11));
+    EXPECT_EQ(q.offset_scale, 0.25);
+    EXPECT_TRUE(q.remove_center);
+    EXPECT_EQ(q.mask_is_logits, logits);
+    EXPECT_STREQ(Dcnv3OpName(q), logits ? "iis::dcnv3_softmax" : "iis::dcnv3");
+  }
+}
+
+// Dcnv3 runs iis::dcnv3_softmax when the parameters say the mask holds logits, as Dcnv3Softmax
+// does whatever they say.
+TEST(Dcnv3Test, MaskIsLogitsSelectsTheSoftmaxOp) {
+  const Dcnv3Params p = Geometry(3, 3, 1, 1, 1, 1, 1, 1, 2, 8);
+  const Inputs in = MakeInputs(17, 1, 6, 5, p, 2.0, /*logits=*/true);
+  const at::Tensor fused = Dcnv3Softmax(in.value, in.offset, in.mask, p);
+  EXPECT_TRUE(at::equal(Dcnv3(in.value, in.offset, in.mask, WithLogits(p, true)), fused));
+  EXPECT_TRUE(at::equal(Dcnv3Softmax(in.value, in.offset, in.mask, WithLogits(p, true)), fused));
+  EXPECT_FALSE(at::equal(Dcnv3(in.value, in.offset, in.mask, p), fused));
+}
+
 // The model passes offset and mask as column slices of one fused projection output.
 TEST(Dcnv3Test, AcceptsColumnViewsOfOneFusedTensor) {
   for (int64_t n : {1, 3}) {
@@ -380,13 +434,12 @@ TEST(Dcnv3Test, AcceptsColumnViewsOfOneFusedTensor) {
         const at::Tensor offset = fused.narrow(3, offset_first ? 0 : gk, gk * 2);
         const at::Tensor mask = fused.narrow(3, offset_first ? gk * 2 : 0, gk);
         for (bool softmax : {false, true}) {
-          const at::Tensor dense =
-              RunOp(softmax, value, offset.contiguous(), mask.contiguous(), p);
+          const Dcnv3Params q = WithLogits(p, softmax);
+          const at::Tensor dense = Dcnv3(value, offset.contiguous(), mask.contiguous(), q);
           for (cpu::Isa isa : IsasToTest()) {
             cpu::ScopedIsaOverride cap(isa);
-            const at::Tensor viewed = RunOp(softmax, value, offset, mask, p);
-            const at::Tensor dense_here =
-                RunOp(softmax, value, offset.contiguous(), mask.contiguous(), p);
+            const at::Tensor viewed = Dcnv3(value, offset, mask, q);
+            const at::Tensor dense_here = Dcnv3(value, offset.contiguous(), mask.contiguous(), q);
             EXPECT_TRUE(at::equal(viewed, dense_here))
                 << "n=" << n << " h=" << h << " offset_first=" << offset_first
                 << " softmax=" << softmax << " " << cpu::IsaName(isa);
@@ -418,8 +471,9 @@ TEST(Dcnv3Test, ComposedMatchesReference) {
     if (c.n * c.h * c.w > 200) continue;  // The batch-300 case adds nothing here.
     for (bool logits : {false, true}) {
       const Inputs in = MakeInputs(4321, c.n, c.h, c.w, c.params, c.offset_range, logits);
-      const at::Tensor expected = Dcnv3Reference(in.value, in.offset, in.mask, c.params, logits);
-      ExpectWithinBound(Dcnv3Composed(in.value, in.offset, in.mask, c.params, logits), expected,
+      const Dcnv3Params p = WithLogits(c.params, logits);
+      const at::Tensor expected = Dcnv3Reference(in.value, in.offset, in.mask, p);
+      ExpectWithinBound(Dcnv3Composed(in.value, in.offset, in.mask, p), expected,
                         AbsBound(in, c.params, logits), 2e-5,
                         "composed " + c.name + (logits ? " logits" : " mask"));
     }
@@ -432,7 +486,8 @@ TEST(Dcnv3Test, ComposedMatchesReference) {
 TEST(Dcnv3Test, VectorExpIsWithinTwoUlpOnEveryIsa) {
   std::vector<float> x;
   for (float v = -87.0f; v <= 88.0f; v += 0.000731f) x.push_back(v);
-  for (float v : {0.0f, -0.0f, 1e-30f, -1e-30f, 1.0f, -1.0f, 0.34657359f, -0.34657359f}) x.push_back(v);
+  for (float v : {0.0f, -0.0f, 1e-30f, -1e-30f, 1.0f, -1.0f, 0.34657359f, -0.34657359f})
+    x.push_back(v);
   std::vector<float> y(x.size());
   for (cpu::Isa isa : IsasToTest()) {
     cpu::ScopedIsaOverride cap(isa);
@@ -483,7 +538,8 @@ TEST(Dcnv3Test, RejectsBadArgumentsWithClearMessages) {
   };
   const std::vector<BadCall> calls = {
       {"undefined value", [&] { Dcnv3(at::Tensor(), o, m, p); }, "value is an undefined tensor"},
-      {"3-D value", [&] { Dcnv3(v[0], o, m, p); }, "value must be 4-D (N, H_in, W_in, group*group_channels), got 3-D"},
+      {"3-D value", [&] { Dcnv3(v[0], o, m, p); },
+       "value must be 4-D (N, H_in, W_in, group*group_channels), got 3-D"},
       {"5-D offset", [&] { Dcnv3(v, o.unsqueeze(0), m, p); }, "offset must be 4-D"},
       {"2-D mask", [&] { Dcnv3(v, o, m[0][0], p); }, "mask must be 4-D"},
       {"channels", [&] { Dcnv3(v, o, m, with([](auto& q) { q.group_channels = 3; })); },
@@ -493,7 +549,11 @@ TEST(Dcnv3Test, RejectsBadArgumentsWithClearMessages) {
       {"offset H_out", [&] { Dcnv3(v, o.narrow(1, 0, 4), m, p); }, "offset must have shape"},
       {"mask channels", [&] { Dcnv3(v, o, m.narrow(3, 0, 17), p); },
        "mask must have shape [N, H_out, W_out, group*K] = [1, 5, 6, 18], got [1, 5, 6, 17]"},
-      {"mask batch", [&] { Dcnv3(v, o, at::cat({m, m}), p); }, "mask must have shape"},
+      {"mask batch",
+       [&] {
+         Dcnv3(v, o, at::cat({m, m}), p);
+       },
+       "mask must have shape"},
       {"double", [&] { Dcnv3(v.to(at::kDouble), o.to(at::kDouble), m.to(at::kDouble), p); },
        "the CPU kernel needs float32 value/offset/mask, got Double"},
       {"dtype mismatch", [&] { Dcnv3(v, o.to(at::kDouble), m, p); },
@@ -509,26 +569,42 @@ TEST(Dcnv3Test, RejectsBadArgumentsWithClearMessages) {
        "dilation_w must be in [1, "},
       {"negative pad", [&] { Dcnv3(v, o, m, with([](auto& q) { q.pad_h = -1; })); },
        "pad_h must be in [0, "},
-      {"group 0", [&] { Dcnv3(v, o, m, with([](auto& q) { q.group = 0; })); }, "group must be in [1, "},
+      {"group 0", [&] { Dcnv3(v, o, m, with([](auto& q) { q.group = 0; })); },
+       "group must be in [1, "},
       {"unset group_channels", [&] { Dcnv3(v, o, m, with([](auto& q) { q.group_channels = 0; })); },
        "group_channels must be in [1, "},
       {"nan scale", [&] { Dcnv3(v, o, m, with([](auto& q) { q.offset_scale = NAN; })); },
        "offset_scale must be finite, got nan"},
       {"remove_center 1x1",
-       [&] { Dcnv3(v, o, m, with([](auto& q) { q.kernel_h = q.kernel_w = 1; q.remove_center = true; })); },
+       [&] {
+         Dcnv3(v, o, m, with([](auto& q) {
+                 q.kernel_h = q.kernel_w = 1;
+                 q.remove_center = true;
+               }));
+       },
        "remove_center needs a kernel with more than one point, got 1x1"},
       {"empty output",
-       [&] { Dcnv3(v, o, m, with([](auto& q) { q.kernel_h = 9; q.pad_h = 1; })); },
+       [&] {
+         Dcnv3(v, o, m, with([](auto& q) {
+                 q.kernel_h = 9;
+                 q.pad_h = 1;
+               }));
+       },
        "empty output: the kernel height extent dilation*(kernel-1)+1 = 9 exceeds the padded input "
        "height input+2*pad = 7"},
       {"empty batch", [&] { Dcnv3(v.narrow(0, 0, 0), o.narrow(0, 0, 0), m.narrow(0, 0, 0), p); },
        "value must be non-empty, got sizes [0, 5, 6, 8]"},
-      {"strided value", [&] { Dcnv3(at::randn({1, 6, 5, 8}).transpose(1, 2), o, m, p); },
+      {"strided value",
+       [&] {
+         Dcnv3(at::randn({1, 6, 5, 8}).transpose(1, 2), o, m, p);
+       },
        "value must be dense (contiguous N, H, W, C)"},
       {"transposed offset", [&] { Dcnv3(v, o.transpose(1, 2).contiguous().transpose(1, 2), m, p); },
        "offset must be dense (N, H, W, C) or a last-dimension slice of a dense tensor"},
       {"strided last dim",
-       [&] { Dcnv3(v, o, at::randn({1, 5, 6, 36}).slice(3, 0, 36, 2), p); },
+       [&] {
+         Dcnv3(v, o, at::randn({1, 5, 6, 36}).slice(3, 0, 36, 2), p);
+       },
        "mask must be dense (N, H, W, C) or a last-dimension slice"},
   };
   for (const BadCall& bad : calls) {

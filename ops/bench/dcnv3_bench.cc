@@ -25,8 +25,8 @@
 #include <string>
 #include <vector>
 
-#include "ops/cpu/isa.h"
 #include "ops/bench/internimage_t_layers.h"
+#include "ops/cpu/isa.h"
 #include "ops/dcnv3.h"
 
 namespace iis::ops {
@@ -55,19 +55,19 @@ void BM_InternImageT(benchmark::State& state, Mode mode) {
           out = Dcnv3Softmax(l.value, l.offset, l.logits, l.params);
           break;
         case Mode::kComposed:
-          out = Dcnv3Composed(l.value, l.offset, l.mask, l.params, /*mask_is_logits=*/false);
+          out = Dcnv3Composed(l.value, l.offset, l.mask, l.params);
           break;
         case Mode::kComposedSoftmax:
-          out = Dcnv3Composed(l.value, l.offset, l.logits, l.params, /*mask_is_logits=*/true);
+          out = Dcnv3Composed(l.value, l.offset, l.logits, l.logits_params);
           break;
       }
       benchmark::DoNotOptimize(out.data_ptr());
     }
   }
   // elapsed / (batch * iterations): time per image for the 30 layers (printed as seconds).
-  state.counters["per_image"] = benchmark::Counter(
-      static_cast<double>(batch),
-      benchmark::Counter::kIsIterationInvariantRate | benchmark::Counter::kInvert);
+  state.counters["per_image"] =
+      benchmark::Counter(static_cast<double>(batch), benchmark::Counter::kIsIterationInvariantRate |
+                                                         benchmark::Counter::kInvert);
   state.SetLabel(cpu::IsaName(cpu::BestIsa()));
 }
 
@@ -100,8 +100,8 @@ class SpeedupReporter : public benchmark::ConsoleReporter {
                     composed, composed / kernel);
       }
       if (composed_softmax > 0 && kernel_softmax > 0) {
-        std::printf("  batch %s: dcnv3_softmax %.2f ms vs composed+softmax %.1f ms: %.1fx\n",
-                    batch, kernel_softmax, composed_softmax, composed_softmax / kernel_softmax);
+        std::printf("  batch %s: dcnv3_softmax %.2f ms vs composed+softmax %.1f ms: %.1fx\n", batch,
+                    kernel_softmax, composed_softmax, composed_softmax / kernel_softmax);
       }
     }
   }

@@ -15,8 +15,8 @@
 #include <ATen/cuda/CUDAEvent.h>
 #include <c10/core/InferenceMode.h>
 
-#include <cstdio>
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <functional>
 #include <vector>
@@ -81,9 +81,9 @@ void PrintRow(const char* dtype, const char* entry, double ms, double bytes, dou
 // Benchmarks every dtype and entry; returns the exit status.
 int Run(int64_t batch, int repetitions) {
   c10::InferenceMode inference;
-  std::printf("DCNv3 GPU bench: InternImage-T, 30 layers, 224x224, batch %lld, %d repetitions, %s\n",
-              static_cast<long long>(batch), repetitions,
-              at::cuda::getCurrentDeviceProperties()->name);
+  std::printf(
+      "DCNv3 GPU bench: InternImage-T, 30 layers, 224x224, batch %lld, %d repetitions, %s\n",
+      static_cast<long long>(batch), repetitions, at::cuda::getCurrentDeviceProperties()->name);
   std::printf("%-6s %-15s %10s %10s %12s\n", "dtype", "entry", "ms/30", "GB/s", "vs composed");
   bool fp16_target_met = false;
   bool kernels_ran = true;
@@ -92,9 +92,9 @@ int Run(int64_t batch, int repetitions) {
     const std::vector<Layer> layers = MakeLayers(batch, dtype);
     const double bytes = IdealBytes(layers);
     const char* name = c10::toString(dtype);
-    const double composed = TimeMs("composed", layers, std::max(1, repetitions / 5), [](const Layer& l) {
-      return Dcnv3Composed(l.value, l.offset, l.mask, l.params, false);
-    });
+    const double composed =
+        TimeMs("composed", layers, std::max(1, repetitions / 5),
+               [](const Layer& l) { return Dcnv3Composed(l.value, l.offset, l.mask, l.params); });
     const double plain = TimeMs("dcnv3", layers, repetitions, [](const Layer& l) {
       return Dcnv3(l.value, l.offset, l.mask, l.params);
     });
@@ -111,8 +111,8 @@ int Run(int64_t batch, int repetitions) {
     }
   }
   if (batch == 64) {
-    std::printf("fp16 target (<= %.2f ms for 30 layers at batch 64): %s (%.3f ms)\n",
-                kFp16TargetMs, fp16_target_met ? "met" : "NOT met", fp16_best_ms);
+    std::printf("fp16 target (<= %.2f ms for 30 layers at batch 64): %s (%.3f ms)\n", kFp16TargetMs,
+                fp16_target_met ? "met" : "NOT met", fp16_best_ms);
   }
   return kernels_ran ? 0 : 1;
 }

@@ -23,7 +23,8 @@ inline constexpr Stage kInternImageT[] = {
 
 struct Layer {
   at::Tensor value, offset, mask, logits;
-  Dcnv3Params params;
+  Dcnv3Params params;         // For `mask` (iis::dcnv3).
+  Dcnv3Params logits_params;  // params with mask_is_logits, for `logits` (iis::dcnv3_softmax).
 };
 
 // Returns the 30 layers' inputs for `batch` images, made on the CPU with a fixed seed and moved to
@@ -40,11 +41,14 @@ inline std::vector<Layer> MakeInternImageTLayers(int64_t batch, const at::Tensor
       const int64_t gk = s.group * layer.params.Points();
       const at::Tensor logits = at::randn({batch, s.size, s.size, gk}, gen, at::kFloat);
       layer.value = at::randn({batch, s.size, s.size, s.channels}, gen, at::kFloat).to(options);
-      layer.offset = (at::rand({batch, s.size, s.size, gk * 2}, gen, at::kFloat) * 4 - 2).to(options);
+      layer.offset =
+          (at::rand({batch, s.size, s.size, gk * 2}, gen, at::kFloat) * 4 - 2).to(options);
       layer.mask = at::softmax(logits.view({batch, s.size, s.size, s.group, -1}), -1)
                        .view(logits.sizes())
                        .to(options);
       layer.logits = logits.to(options);
+      layer.logits_params = layer.params;
+      layer.logits_params.mask_is_logits = true;
       layers.push_back(std::move(layer));
     }
   }

@@ -1,4 +1,4 @@
-// CPU kernels of iis::dcnv3 and iis::dcnv3_softmax: argument checks, ISA choice, row-parallel
+// CPU kernel of iis::dcnv3 and iis::dcnv3_softmax: argument checks, ISA choice, row-parallel
 // launch of the raw-pointer kernel in cpu/dcnv3_kernel.cc.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -10,6 +10,7 @@
 #include "ops/cpu/dcnv3_kernel.h"
 #include "ops/cpu/isa.h"
 #include "ops/dcnv3.h"
+#include "ops/dcnv3_op.h"
 
 namespace iis::ops::cpu {
 
@@ -43,23 +44,18 @@ namespace {
 constexpr int64_t kMinFmasPerTask = 1 << 15;
 constexpr int64_t kMinBytesPerTask = 1 << 18;
 
-at::Tensor Dcnv3Cpu(bool softmax, const at::Tensor& value, const at::Tensor& offset,
-                    const at::Tensor& mask, int64_t kernel_h, int64_t kernel_w, int64_t stride_h,
-                    int64_t stride_w, int64_t pad_h, int64_t pad_w, int64_t dilation_h,
-                    int64_t dilation_w, int64_t group, int64_t group_channels,
-                    double offset_scale, bool remove_center) {
-  const char* op = softmax ? "iis::dcnv3_softmax" : "iis::dcnv3";
-  const ops::Dcnv3Params params{kernel_h,   kernel_w,   stride_h, stride_w,       pad_h,
-                                pad_w,      dilation_h, dilation_w, group, group_channels,
-                                offset_scale, remove_center};
-  const ops::Dcnv3Geometry geo = ops::CheckDcnv3Args(op, value, offset, mask, params);
+at::Tensor Dcnv3Cpu(const at::Tensor& value, const at::Tensor& offset, const at::Tensor& mask,
+                    const Dcnv3Params& params) {
+  const char* op = Dcnv3OpName(params);
+  const Dcnv3Geometry geo = CheckDcnv3Args(op, value, offset, mask, params);
   TORCH_CHECK(value.scalar_type() == at::kFloat, op,
               ": the CPU kernel needs float32 value/offset/mask, got ", value.scalar_type());
 
   at::Tensor output =
       at::empty({geo.batch, geo.height_out, geo.width_out, geo.channels}, value.options());
   Dcnv3Problem problem;
-  static_cast<ops::Dcnv3Shape&>(problem) = ops::MakeDcnv3Shape(geo, params, softmax);
+  problem.params = params;
+  problem.geometry = geo;
   problem.value = value.data_ptr<float>();
   problem.offset = offset.data_ptr<float>();
   problem.mask = mask.data_ptr<float>();
@@ -71,8 +67,7 @@ at::Tensor Dcnv3Cpu(bool softmax, const at::Tensor& value, const at::Tensor& off
   const Dcnv3Kernel kernel = SelectDcnv3Kernel();
   const int64_t padded_rows = geo.batch * Dcnv3PaddedRowsPerImage(problem);
   const int64_t bytes_per_padded_row = (geo.width_in + 2) * geo.channels * 4;
-  at::parallel_for(0, padded_rows,
-                   std::max<int64_t>(1, kMinBytesPerTask / bytes_per_padded_row),
+  at::parallel_for(0, padded_rows, std::max<int64_t>(1, kMinBytesPerTask / bytes_per_padded_row),
                    [&](int64_t begin, int64_t end) { kernel.pad_rows(problem, begin, end); });
   // Rows (image, output row) are independent: split them so small late stages (7x7) and batch 1
   // still keep every thread busy, but never wake a thread for a handful of multiply-adds.
@@ -83,30 +78,7 @@ at::Tensor Dcnv3Cpu(bool softmax, const at::Tensor& value, const at::Tensor& off
   return output;
 }
 
-at::Tensor Dcnv3Plain(const at::Tensor& value, const at::Tensor& offset, const at::Tensor& mask,
-                      int64_t kernel_h, int64_t kernel_w, int64_t stride_h, int64_t stride_w,
-                      int64_t pad_h, int64_t pad_w, int64_t dilation_h, int64_t dilation_w,
-                      int64_t group, int64_t group_channels, double offset_scale,
-                      bool remove_center) {
-  return Dcnv3Cpu(/*softmax=*/false, value, offset, mask, kernel_h, kernel_w, stride_h, stride_w,
-                  pad_h, pad_w, dilation_h, dilation_w, group, group_channels, offset_scale,
-                  remove_center);
-}
-
-at::Tensor Dcnv3Softmax(const at::Tensor& value, const at::Tensor& offset,
-                        const at::Tensor& mask_logits, int64_t kernel_h, int64_t kernel_w,
-                        int64_t stride_h, int64_t stride_w, int64_t pad_h, int64_t pad_w,
-                        int64_t dilation_h, int64_t dilation_w, int64_t group,
-                        int64_t group_channels, double offset_scale, bool remove_center) {
-  return Dcnv3Cpu(/*softmax=*/true, value, offset, mask_logits, kernel_h, kernel_w, stride_h,
-                  stride_w, pad_h, pad_w, dilation_h, dilation_w, group, group_channels,
-                  offset_scale, remove_center);
-}
-
 }  // namespace
 }  // namespace iis::ops::cpu
 
-TORCH_LIBRARY_IMPL(iis, CPU, m) {
-  m.impl("dcnv3", &iis::ops::cpu::Dcnv3Plain);
-  m.impl("dcnv3_softmax", &iis::ops::cpu::Dcnv3Softmax);
-}
+TORCH_LIBRARY_IMPL(iis, CPU, m) { iis::ops::RegisterDcnv3Kernels<&iis::ops::cpu::Dcnv3Cpu>(m); }

@@ -18,21 +18,23 @@
 
 #include <cstdint>
 
-#include "ops/dcnv3_shape.h"
+#include "ops/dcnv3_params.h"
 
 namespace iis::ops::cpu {
 
-// One DCNv3 forward problem (semantics: the comment of iis::ops::Dcnv3 in ops/dcnv3.h): the
-// shape (ops/dcnv3_shape.h, with its preconditions) and the host pointers, which must cover the
-// described memory.
-struct Dcnv3Problem : ops::Dcnv3Shape {
-  const float* value = nullptr;   // (batch, height_in, width_in, group * group_channels), dense.
+// One DCNv3 forward problem (semantics: the comment of iis::ops::Dcnv3 in ops/dcnv3.h): the op's
+// parameters and the sizes derived from its tensors (ops/dcnv3_params.h, with their
+// preconditions) and the host pointers, which must cover the described memory.
+struct Dcnv3Problem {
+  Dcnv3Params params;
+  Dcnv3Geometry geometry;
+  const float* value = nullptr;  // (batch, height_in, width_in, group * group_channels), dense.
   // Pixel p = (n * height_out + h) * width_out + w has its group*points*2 offsets (dx, dy pairs,
   // channel (g * points + k) * 2 + {0, 1}) at offset + p * offset_pixel_stride, contiguous.
   const float* offset = nullptr;
   // Pixel p has its group*points mask weights (or logits) at mask + p * mask_pixel_stride.
   const float* mask = nullptr;
-  float* output = nullptr;        // (batch, height_out, width_out, group * group_channels), dense.
+  float* output = nullptr;  // (batch, height_out, width_out, group * group_channels), dense.
   // Scratch of Dcnv3PaddedElements() floats: value with a zero border, written by pad_rows and read
   // by forward_rows (Dcnv3Kernel) (layout private to the kernel).
   float* padded_value = nullptr;
@@ -40,14 +42,14 @@ struct Dcnv3Problem : ops::Dcnv3Shape {
 
 // Returns the rows of padded_value per image (pad_rows' range is batch times this).
 inline int64_t Dcnv3PaddedRowsPerImage(const Dcnv3Problem& problem) {
-  return problem.height_in + 3;
+  return problem.geometry.height_in + 3;
 }
 
 // Returns the size of Dcnv3Problem::padded_value in floats: (height_in + 3) * (width_in + 2) *
 // channels per image.
 inline int64_t Dcnv3PaddedElements(const Dcnv3Problem& problem) {
-  return problem.batch * Dcnv3PaddedRowsPerImage(problem) * (problem.width_in + 2) *
-         problem.group * problem.group_channels;
+  return problem.geometry.batch * Dcnv3PaddedRowsPerImage(problem) *
+         (problem.geometry.width_in + 2) * problem.geometry.channels;
 }
 
 // A function over a range of rows of `problem`; disjoint ranges may run concurrently.

@@ -19,6 +19,7 @@ namespace iis::ops {
 namespace {
 
 using testing_support::Dcnv3Reference;
+using testing_support::WithLogits;
 
 class Dcnv3CudaTest : public ::testing::Test {
  protected:
@@ -48,7 +49,8 @@ std::vector<GpuCase> GpuCases() {
       {"Channels12", 1, 7, 6, Geometry(3, 3, 1, 1, 1, 1, 1, 1, 3, 12), 2.0},
       {"Channels3Groups7", 1, 5, 6, Geometry(3, 3, 1, 1, 1, 1, 1, 1, 7, 3), 2.0},
       {"Kernel5x5Stride2Dilation2", 1, 13, 12, Geometry(5, 5, 2, 2, 2, 2, 2, 2, 2, 8, 0.5), 3.0},
-      {"Kernel3x5RemoveCenterScale2", 2, 8, 9, Geometry(3, 5, 1, 1, 1, 2, 1, 1, 4, 16, 2.0, true), 2.0},
+      {"Kernel3x5RemoveCenterScale2", 2, 8, 9, Geometry(3, 5, 1, 1, 1, 2, 1, 1, 4, 16, 2.0, true),
+       2.0},
       {"FarOffsets", 1, 6, 5, Geometry(3, 3, 1, 1, 1, 1, 1, 1, 4, 16), 9.0},
       {"Batch300", 300, 3, 4, Geometry(3, 3, 1, 1, 1, 1, 1, 1, 2, 8), 2.0},
   };
@@ -83,8 +85,8 @@ TEST_F(Dcnv3CudaTest, MatchesCpuForEveryDtype) {
     const at::Tensor mask = at::rand({c.n, h_out, w_out, gk});
     for (const DtypeTolerance& dt : dtypes) {
       for (bool softmax : {false, true}) {
-        const std::string what = c.name + " " + c10::toString(dt.dtype) +
-                                 (softmax ? " softmax" : " plain");
+        const std::string what =
+            c.name + " " + c10::toString(dt.dtype) + (softmax ? " softmax" : " plain");
         // Both devices see the inputs rounded to the dtype; the CPU computes in fp32.
         const at::Tensor v = value.to(dt.dtype);
         const at::Tensor o = offset.to(dt.dtype);
@@ -102,7 +104,8 @@ TEST_F(Dcnv3CudaTest, MatchesCpuForEveryDtype) {
         ASSERT_TRUE(at::isfinite(got).all().item<bool>()) << what << ": unwritten (NaN) elements";
         EXPECT_LE(ScaledError(got, expected), dt.tolerance) << what;
         if (dt.dtype == at::kFloat) {
-          const at::Tensor reference = Dcnv3Reference(value, offset, softmax ? logits : mask, p, softmax);
+          const at::Tensor reference =
+              Dcnv3Reference(value, offset, softmax ? logits : mask, WithLogits(p, softmax));
           EXPECT_LE(ScaledError(got, reference), 1e-5) << what << " vs reference";
         }
       }
@@ -121,8 +124,8 @@ TEST_F(Dcnv3CudaTest, AcceptsColumnViewsOfOneFusedTensor) {
     const at::Tensor offset = fused.narrow(3, 0, gk * 2);
     const at::Tensor mask = fused.narrow(3, gk * 2, gk);
     for (bool softmax : {false, true}) {
-      const at::Tensor viewed = softmax ? Dcnv3Softmax(value, offset, mask, p)
-                                        : Dcnv3(value, offset, mask, p);
+      const at::Tensor viewed =
+          softmax ? Dcnv3Softmax(value, offset, mask, p) : Dcnv3(value, offset, mask, p);
       const at::Tensor dense = softmax
                                    ? Dcnv3Softmax(value, offset.contiguous(), mask.contiguous(), p)
                                    : Dcnv3(value, offset.contiguous(), mask.contiguous(), p);
@@ -135,7 +138,8 @@ TEST_F(Dcnv3CudaTest, RejectsUnsupportedDtypeAndMixedDevices) {
   const Dcnv3Params p = Geometry(3, 3, 1, 1, 1, 1, 1, 1, 1, 4);
   const auto f64 = at::TensorOptions().dtype(at::kDouble).device(at::kCUDA);
   try {
-    Dcnv3(at::zeros({1, 3, 3, 4}, f64), at::zeros({1, 3, 3, 18}, f64), at::zeros({1, 3, 3, 9}, f64), p);
+    Dcnv3(at::zeros({1, 3, 3, 4}, f64), at::zeros({1, 3, 3, 18}, f64), at::zeros({1, 3, 3, 9}, f64),
+          p);
     ADD_FAILURE() << "double accepted";
   } catch (const c10::Error& e) {
     EXPECT_NE(std::string(e.what()).find("the CUDA kernel needs float32, float16 or bfloat16"),
@@ -143,10 +147,12 @@ TEST_F(Dcnv3CudaTest, RejectsUnsupportedDtypeAndMixedDevices) {
         << e.what();
   }
   try {
-    Dcnv3(at::zeros({1, 3, 3, 4}).cuda(), at::zeros({1, 3, 3, 18}), at::zeros({1, 3, 3, 9}).cuda(), p);
+    Dcnv3(at::zeros({1, 3, 3, 4}).cuda(), at::zeros({1, 3, 3, 18}), at::zeros({1, 3, 3, 9}).cuda(),
+          p);
     ADD_FAILURE() << "mixed devices accepted";
   } catch (const c10::Error& e) {
-    EXPECT_NE(std::string(e.what()).find("offset must be on the device of value"), std::string::npos)
+    EXPECT_NE(std::string(e.what()).find("offset must be on the device of value"),
+              std::string::npos)
         << e.what();
   }
 }
@@ -170,9 +176,10 @@ TEST_F(Dcnv3CudaTest, IndexesTensorsBeyond2To31Elements) {
   const at::Tensor out = Dcnv3Softmax(value, offset, logits, p);
   const int64_t last = 3;
   const at::Tensor got = out.narrow(0, n - last, last).cpu().to(at::kFloat);
-  const at::Tensor expected = Dcnv3Softmax(value.narrow(0, n - last, last).cpu().to(at::kFloat),
-                                           offset.narrow(0, n - last, last).cpu().to(at::kFloat),
-                                           logits.narrow(0, n - last, last).cpu().to(at::kFloat), p);
+  const at::Tensor expected =
+      Dcnv3Softmax(value.narrow(0, n - last, last).cpu().to(at::kFloat),
+                   offset.narrow(0, n - last, last).cpu().to(at::kFloat),
+                   logits.narrow(0, n - last, last).cpu().to(at::kFloat), p);
   EXPECT_LE(ScaledError(got, expected), 2e-3);
 }
 

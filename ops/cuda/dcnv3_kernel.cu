@@ -40,8 +40,9 @@ struct alignas(sizeof(T) * kVec) Pack {
   T v[kVec];
 };
 
-// Sizes and parameters in the form the kernel reads (precomputed on the host).
-struct Params {
+// The kernel's argument block: the problem's geometry and parameters narrowed to int/float (the op
+// checks them below 2^29) plus values precomputed on the host (MakeKernelArgs).
+struct KernelArgs {
   int64_t height_in, width_in, height_out, width_out;
   int64_t channels;
   int64_t offset_pixel_stride, mask_pixel_stride;
@@ -55,7 +56,7 @@ struct Params {
 
 // Adds weight * value[y, x, chunk] to acc when the corner lies inside the image.
 template <typename T, int kVec>
-__device__ __forceinline__ void AddCorner(const T* __restrict__ image, const Params& p, int y,
+__device__ __forceinline__ void AddCorner(const T* __restrict__ image, const KernelArgs& p, int y,
                                           int x, float weight, float (&acc)[kVec]) {
   if (y < 0 || x < 0 || y >= p.height_in || x >= p.width_in) return;
   const Pack<T, kVec> pack = *reinterpret_cast<const Pack<T, kVec>*>(
@@ -69,7 +70,7 @@ __device__ __forceinline__ void AddCorner(const T* __restrict__ image, const Par
 template <typename T, int kVec, bool kLogits>
 __global__ void __launch_bounds__(kThreadsPerBlock)
     Dcnv3Forward(const T* __restrict__ value, const T* __restrict__ offset,
-                 const T* __restrict__ mask, T* __restrict__ output, Params p, int64_t total) {
+                 const T* __restrict__ mask, T* __restrict__ output, KernelArgs p, int64_t total) {
   const int64_t step = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t tid = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; tid < total;
        tid += step) {
@@ -121,8 +122,10 @@ __global__ void __launch_bounds__(kThreadsPerBlock)
         const float dy = ToFloat(off[2 * k + 1]);
         const float raw = ToFloat(msk[k]);
         ++k;
-        const float px = base_x + (static_cast<float>(i * p.dilation_w - p.half_w) + dx) * p.offset_scale;
-        const float py = base_y + (static_cast<float>(j * p.dilation_h - p.half_h) + dy) * p.offset_scale;
+        const float px =
+            base_x + (static_cast<float>(i * p.dilation_w - p.half_w) + dx) * p.offset_scale;
+        const float py =
+            base_y + (static_cast<float>(j * p.dilation_h - p.half_h) + dy) * p.offset_scale;
         if (!(px > -1.0f && px < width && py > -1.0f && py < height)) continue;
         const float m = kLogits ? expf(raw - max_logit) * inverse_sum : raw;
         const float fx = floorf(px);
@@ -154,9 +157,10 @@ bool Aligned(const void* ptr, size_t bytes) {
 }
 
 template <typename T, int kVec>
-std::string Launch(const Dcnv3CudaProblem& pr, const Params& params, cudaStream_t stream) {
-  const int64_t total =
-      pr.batch * pr.height_out * pr.width_out * pr.group * (pr.group_channels / kVec);
+std::string Launch(const Dcnv3CudaProblem& pr, const KernelArgs& args, cudaStream_t stream) {
+  const Dcnv3Geometry& geo = pr.geometry;
+  const int64_t total = geo.batch * geo.height_out * geo.width_out * pr.params.group *
+                        (pr.params.group_channels / kVec);
   // Enough blocks to fill any current GPU many times over; the grid-stride loop does the rest.
   const int64_t blocks =
       std::min<int64_t>((total + kThreadsPerBlock - 1) / kThreadsPerBlock, int64_t{1} << 20);
@@ -164,31 +168,61 @@ std::string Launch(const Dcnv3CudaProblem& pr, const Params& params, cudaStream_
   const T* offset = static_cast<const T*>(pr.offset);
   const T* mask = static_cast<const T*>(pr.mask);
   T* output = static_cast<T*>(pr.output);
-  if (pr.mask_is_logits) {
+  if (pr.params.mask_is_logits) {
     Dcnv3Forward<T, kVec, true><<<static_cast<unsigned>(blocks), kThreadsPerBlock, 0, stream>>>(
-        value, offset, mask, output, params, total);
+        value, offset, mask, output, args, total);
   } else {
     Dcnv3Forward<T, kVec, false><<<static_cast<unsigned>(blocks), kThreadsPerBlock, 0, stream>>>(
-        value, offset, mask, output, params, total);
+        value, offset, mask, output, args, total);
   }
   return LastErrorMessage("iis::dcnv3 CUDA kernel launch");
 }
 
 template <typename T>
-std::string LaunchForType(const Dcnv3CudaProblem& pr, const Params& params, int vec,
+std::string LaunchForType(const Dcnv3CudaProblem& pr, const KernelArgs& args, int vec,
                           cudaStream_t stream) {
   switch (vec) {
     case 8:
-      if constexpr (sizeof(T) * 8 <= 16) return Launch<T, 8>(pr, params, stream);
+      if constexpr (sizeof(T) * 8 <= 16) return Launch<T, 8>(pr, args, stream);
       break;
     case 4:
-      return Launch<T, 4>(pr, params, stream);
+      return Launch<T, 4>(pr, args, stream);
     case 2:
-      return Launch<T, 2>(pr, params, stream);
+      return Launch<T, 2>(pr, args, stream);
     default:
       break;
   }
-  return Launch<T, 1>(pr, params, stream);
+  return Launch<T, 1>(pr, args, stream);
+}
+
+KernelArgs MakeKernelArgs(const Dcnv3CudaProblem& pr, int vec) {
+  const Dcnv3Params& p = pr.params;
+  const Dcnv3Geometry& geo = pr.geometry;
+  KernelArgs a;
+  a.height_in = geo.height_in;
+  a.width_in = geo.width_in;
+  a.height_out = geo.height_out;
+  a.width_out = geo.width_out;
+  a.channels = geo.channels;
+  a.offset_pixel_stride = geo.offset_pixel_stride;
+  a.mask_pixel_stride = geo.mask_pixel_stride;
+  a.kernel_h = static_cast<int>(p.kernel_h);
+  a.kernel_w = static_cast<int>(p.kernel_w);
+  a.stride_h = static_cast<int>(p.stride_h);
+  a.stride_w = static_cast<int>(p.stride_w);
+  a.pad_h = static_cast<int>(p.pad_h);
+  a.pad_w = static_cast<int>(p.pad_w);
+  a.dilation_h = static_cast<int>(p.dilation_h);
+  a.dilation_w = static_cast<int>(p.dilation_w);
+  a.half_h = (a.dilation_h * (a.kernel_h - 1)) >> 1;
+  a.half_w = (a.dilation_w * (a.kernel_w - 1)) >> 1;
+  a.group = static_cast<int>(p.group);
+  a.group_channels = static_cast<int>(p.group_channels);
+  a.points = static_cast<int>(p.Points());
+  a.chunks = a.group_channels / vec;
+  a.offset_scale = static_cast<float>(p.offset_scale);
+  a.remove_center = p.remove_center;
+  return a;
 }
 
 }  // namespace
@@ -197,7 +231,7 @@ int Dcnv3ChannelsPerThread(const Dcnv3CudaProblem& problem) {
   const size_t element = ElementSize(problem.dtype);
   for (int vec = static_cast<int>(16 / element); vec > 1; vec /= 2) {
     const size_t bytes = vec * element;
-    if (problem.group_channels % vec == 0 && Aligned(problem.value, bytes) &&
+    if (problem.params.group_channels % vec == 0 && Aligned(problem.value, bytes) &&
         Aligned(problem.output, bytes)) {
       return vec;
     }
@@ -207,37 +241,14 @@ int Dcnv3ChannelsPerThread(const Dcnv3CudaProblem& problem) {
 
 std::string LaunchDcnv3(const Dcnv3CudaProblem& pr, cudaStream_t stream) {
   const int vec = Dcnv3ChannelsPerThread(pr);
-  Params params;
-  params.height_in = pr.height_in;
-  params.width_in = pr.width_in;
-  params.height_out = pr.height_out;
-  params.width_out = pr.width_out;
-  params.channels = static_cast<int64_t>(pr.group) * pr.group_channels;
-  params.offset_pixel_stride = pr.offset_pixel_stride;
-  params.mask_pixel_stride = pr.mask_pixel_stride;
-  params.kernel_h = pr.kernel_h;
-  params.kernel_w = pr.kernel_w;
-  params.stride_h = pr.stride_h;
-  params.stride_w = pr.stride_w;
-  params.pad_h = pr.pad_h;
-  params.pad_w = pr.pad_w;
-  params.dilation_h = pr.dilation_h;
-  params.dilation_w = pr.dilation_w;
-  params.half_h = (pr.dilation_h * (pr.kernel_h - 1)) >> 1;
-  params.half_w = (pr.dilation_w * (pr.kernel_w - 1)) >> 1;
-  params.group = pr.group;
-  params.group_channels = pr.group_channels;
-  params.points = pr.kernel_h * pr.kernel_w - (pr.remove_center ? 1 : 0);
-  params.chunks = pr.group_channels / vec;
-  params.offset_scale = pr.offset_scale;
-  params.remove_center = pr.remove_center;
+  const KernelArgs args = MakeKernelArgs(pr, vec);
   switch (pr.dtype) {
     case Dcnv3Dtype::kFloat32:
-      return LaunchForType<float>(pr, params, vec, stream);
+      return LaunchForType<float>(pr, args, vec, stream);
     case Dcnv3Dtype::kFloat16:
-      return LaunchForType<__half>(pr, params, vec, stream);
+      return LaunchForType<__half>(pr, args, vec, stream);
     case Dcnv3Dtype::kBFloat16:
-      return LaunchForType<__nv_bfloat16>(pr, params, vec, stream);
+      return LaunchForType<__nv_bfloat16>(pr, args, vec, stream);
   }
   return "iis::dcnv3 CUDA kernel: unknown dtype";
 }

@@ -16,16 +16,19 @@
 #include <cstdint>
 #include <string>
 
-#include "ops/dcnv3_shape.h"
+#include "ops/dcnv3_params.h"
 
 namespace iis::ops::cuda {
 
 enum class Dcnv3Dtype { kFloat32, kFloat16, kBFloat16 };
 
 // One DCNv3 forward problem on the device (semantics: the comment of iis::ops::Dcnv3 in
-// ops/dcnv3.h): the shape (ops/dcnv3_shape.h, with its preconditions), dense value and output,
-// offset/mask rows `*_pixel_stride` elements apart. All pointers are device pointers of `dtype`.
-struct Dcnv3CudaProblem : ops::Dcnv3Shape {
+// ops/dcnv3.h): the op's parameters and the sizes derived from its tensors (ops/dcnv3_params.h,
+// with their preconditions), dense value and output, offset/mask rows `*_pixel_stride` elements
+// apart. All pointers are device pointers of `dtype`.
+struct Dcnv3CudaProblem {
+  Dcnv3Params params;
+  Dcnv3Geometry geometry;
   Dcnv3Dtype dtype = Dcnv3Dtype::kFloat32;
   const void* value = nullptr;   // (batch, height_in, width_in, group * group_channels)
   const void* offset = nullptr;  // pixel p at offset + p * offset_pixel_stride: G*K (dx, dy)

@@ -33,8 +33,8 @@ double Sample(const double* image, int64_t height, int64_t width, int64_t channe
 
 }  // namespace
 
-at::Tensor Dcnv3Reference(const at::Tensor& value, const at::Tensor& offset,
-                          const at::Tensor& mask, const Dcnv3Params& p, bool mask_is_logits) {
+at::Tensor Dcnv3Reference(const at::Tensor& value, const at::Tensor& offset, const at::Tensor& mask,
+                          const Dcnv3Params& p) {
   const auto f64 = at::TensorOptions().dtype(at::kDouble);
   const at::Tensor v = value.to(at::kCPU).to(at::kDouble).contiguous();
   const at::Tensor o = offset.to(at::kCPU).to(at::kDouble).contiguous();
@@ -42,7 +42,8 @@ at::Tensor Dcnv3Reference(const at::Tensor& value, const at::Tensor& offset,
   const int64_t n_images = v.size(0), height = v.size(1), width = v.size(2), channels = v.size(3);
   const int64_t h_out =
       (height + 2 * p.pad_h - (p.dilation_h * (p.kernel_h - 1) + 1)) / p.stride_h + 1;
-  const int64_t w_out = (width + 2 * p.pad_w - (p.dilation_w * (p.kernel_w - 1) + 1)) / p.stride_w + 1;
+  const int64_t w_out =
+      (width + 2 * p.pad_w - (p.dilation_w * (p.kernel_w - 1) + 1)) / p.stride_w + 1;
   const int64_t groups = p.group, depth = p.group_channels, points = p.Points();
   const int64_t half_w = (p.dilation_w * (p.kernel_w - 1)) / 2;
   const int64_t half_h = (p.dilation_h * (p.kernel_h - 1)) / 2;
@@ -71,7 +72,7 @@ at::Tensor Dcnv3Reference(const at::Tensor& value, const at::Tensor& offset,
         const int64_t pixel = (n * h_out + ho) * w_out + wo;
         for (int64_t g = 0; g < groups; ++g) {
           const double* logits = md + pixel * groups * points + g * points;
-          if (mask_is_logits) {
+          if (p.mask_is_logits) {
             double max_logit = logits[0];
             for (int64_t k = 1; k < points; ++k) max_logit = std::max(max_logit, logits[k]);
             double sum = 0;

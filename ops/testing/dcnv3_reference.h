@@ -13,10 +13,11 @@ namespace iis::ops::testing_support {
 
 // Returns the DCNv3 output as a dense float64 (N, H_out, W_out, G*D) tensor on the CPU. Accepts any
 // floating dtype, device and layout of value/offset/mask (they are copied to dense CPU float64
-// first); with mask_is_logits applies the softmax over the K points of each group. Performs no
-// argument checking beyond what indexing needs: pass arguments the ops accept. Thread-compatible.
-at::Tensor Dcnv3Reference(const at::Tensor& value, const at::Tensor& offset,
-                          const at::Tensor& mask, const Dcnv3Params& params, bool mask_is_logits);
+// first); with params.mask_is_logits applies the softmax over the K points of each group.
+// Performs no argument checking beyond what indexing needs: pass arguments the ops accept.
+// Thread-compatible.
+at::Tensor Dcnv3Reference(const at::Tensor& value, const at::Tensor& offset, const at::Tensor& mask,
+                          const Dcnv3Params& params);
 
 // One geometry the tests run: input size, op parameters and how far offsets reach (pixels).
 struct Dcnv3TestCase {
@@ -31,6 +32,12 @@ inline Dcnv3Params Geometry(int64_t kh, int64_t kw, int64_t sh, int64_t sw, int6
                             int64_t dh, int64_t dw, int64_t group, int64_t depth,
                             double scale = 1.0, bool remove_center = false) {
   return Dcnv3Params{kh, kw, sh, sw, ph, pw, dh, dw, group, depth, scale, remove_center};
+}
+
+// Returns `params` with mask_is_logits = `logits` (the iis::dcnv3_softmax form when true).
+inline Dcnv3Params WithLogits(Dcnv3Params params, bool logits) {
+  params.mask_is_logits = logits;
+  return params;
 }
 
 }  // namespace iis::ops::testing_support

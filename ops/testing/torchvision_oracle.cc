@@ -6,10 +6,11 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <iterator>
 #include <sstream>
 #include <stdexcept>
 #include <vector>
+
+#include "tests/testing/paths.h"
 
 namespace iis::ops::reference {
 namespace {
@@ -18,11 +19,6 @@ std::string Interpreter() {
   if (const char* env = std::getenv("IIS_PYTHON"); env != nullptr && *env != '\0') return env;
   if (std::filesystem::exists("/usr/bin/python3")) return "/usr/bin/python3";
   return "python3";
-}
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
 }
 
 size_t ElementSize(at::ScalarType dtype) {
@@ -35,8 +31,8 @@ size_t ElementSize(at::ScalarType dtype) {
 
 TorchvisionOracle::TorchvisionOracle() {
   const char* tmp = std::getenv("TMPDIR");
-  std::string pattern = std::string(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp") +
-                        "/iis-torchvision-XXXXXX";
+  std::string pattern =
+      std::string(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp") + "/iis-torchvision-XXXXXX";
   std::vector<char> buffer(pattern.begin(), pattern.end());
   buffer.push_back('\0');
   if (mkdtemp(buffer.data()) == nullptr) {
@@ -53,8 +49,7 @@ TorchvisionOracle::~TorchvisionOracle() {
 const std::string& TorchvisionOracle::Unavailable() {
   static const std::string reason = [] {
     const std::string python = Interpreter();
-    const std::string command =
-        "'" + python + "' -c 'import torch, torchvision' > /dev/null 2>&1";
+    const std::string command = "'" + python + "' -c 'import torch, torchvision' > /dev/null 2>&1";
     if (std::system(command.c_str()) == 0) return std::string();
     return "no Python interpreter with torch and torchvision (tried " + python +
            "; set IIS_PYTHON)";
@@ -75,13 +70,13 @@ std::string TorchvisionOracle::Run(const std::string& script) {
     std::ofstream out(folder_ + "/script.py");
     out << script;
   }
-  const std::string command = "cd '" + folder_ + "' && '" + Interpreter() +
-                              "' script.py > output.txt 2>&1";
+  const std::string command =
+      "cd '" + folder_ + "' && '" + Interpreter() + "' script.py > output.txt 2>&1";
   const int status = std::system(command.c_str());
   if (status == 0) return "";
   std::ostringstream message;
   message << "python exited with status " << status << ":\n"
-          << ReadFile(folder_ + "/output.txt");
+          << testing_paths::ReadFileBytes(folder_ + "/output.txt");
   return message.str();
 }
 
@@ -90,7 +85,7 @@ at::Tensor TorchvisionOracle::Read(const std::string& name, at::ScalarType dtype
   if (!std::filesystem::exists(path)) {
     throw std::runtime_error("TorchvisionOracle: the script wrote no " + name + ".bin");
   }
-  const std::string bytes = ReadFile(path);
+  const std::string bytes = testing_paths::ReadFileBytes(path);
   const size_t element = ElementSize(dtype);
   if (bytes.size() % element != 0) {
     throw std::runtime_error("TorchvisionOracle: " + name + ".bin has a partial element");
