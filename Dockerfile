@@ -54,9 +54,10 @@ WORKDIR /src
 COPY scripts/setup.sh scripts/setup.sh
 RUN scripts/setup.sh && rm -rf /var/lib/apt/lists/*
 COPY . .
-RUN IIS_BUILD_DIR=/build scripts/build.sh -DIIS_CUDA=OFF -DIIS_BUILD_TESTS=OFF \
-        -DIIS_BUILD_BENCHMARKS=OFF \
-    && deploy/docker/install.sh /build /opt/internimage
+# In /src/build, the depth of the README's build/: ccache (when the builder lends its cache, as
+# deploy/docker/check-image.sh does) then reuses objects compiled there.
+RUN scripts/build.sh -DIIS_CUDA=OFF -DIIS_BUILD_TESTS=OFF -DIIS_BUILD_BENCHMARKS=OFF \
+    && deploy/docker/install.sh build /opt/internimage
 
 # ---------------------------------------------------------------------------------------------
 # CPU runtime: `docker build --target cpu .`
