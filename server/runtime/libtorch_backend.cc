@@ -82,21 +82,36 @@ auto OnDevice(const at::Device& device, Fn&& fn) -> decltype(fn()) {
   return fn();
 }
 
-class ClassificationNetwork final : public Network {
+// A network whose forward passes run on one device: Run switches to where LibTorch work for that
+// device belongs (OnDevice) and calls RunHere there.
+class DeviceNetwork : public Network {
  public:
-  ClassificationNetwork(std::shared_ptr<const models::classification::Classifier> model, at::Device device)
-      : model_(std::move(model)), device_(device) {}
+  explicit DeviceNetwork(at::Device device) : device_(device) {}
 
-  std::vector<NetworkOutput> Run(const std::vector<NetworkInput>& batch) override {
+  std::vector<NetworkOutput> Run(const std::vector<NetworkInput>& batch) final {
     return OnDevice(device_, [&] { return RunHere(batch); });
   }
 
-  std::string device() const override { return device_.str(); }
+  std::string device() const final { return device_.str(); }
+
+ protected:
+  // Runs the batch on device_, on the thread OnDevice chose. Throws what the model throws.
+  virtual std::vector<NetworkOutput> RunHere(const std::vector<NetworkInput>& batch) const = 0;
+
+ private:
+  const at::Device device_;
+};
+
+class ClassificationNetwork final : public DeviceNetwork {
+ public:
+  ClassificationNetwork(std::shared_ptr<const models::classification::Classifier> model,
+                        at::Device device)
+      : DeviceNetwork(device), model_(std::move(model)) {}
 
  private:
   // Images of one size run as one forward pass; a batch that mixes sizes (raw tensors may have
   // any size) runs one pass per size, since padding would change a globally pooled answer.
-  std::vector<NetworkOutput> RunHere(const std::vector<NetworkInput>& batch) const {
+  std::vector<NetworkOutput> RunHere(const std::vector<NetworkInput>& batch) const override {
     std::map<std::pair<int, int>, std::vector<size_t>> by_size;
     for (size_t i = 0; i < batch.size(); ++i) {
       by_size[{batch[i].image->height, batch[i].image->width}].push_back(i);
@@ -116,26 +131,19 @@ class ClassificationNetwork final : public Network {
   }
 
   std::shared_ptr<const models::classification::Classifier> model_;
-  at::Device device_;
 };
 
 // Mask R-CNN. One forward pass serves the whole batch with the most permissive options any of its
 // requests asked for; each request's own threshold and count are applied in postprocessing (a
 // higher threshold or a lower count only drops detections, it never changes the others).
-class DetectionNetwork final : public Network {
+class DetectionNetwork final : public DeviceNetwork {
  public:
   DetectionNetwork(std::shared_ptr<const models::detection::MaskRcnn> model, at::Device device,
                    int size_divisor)
-      : model_(std::move(model)), device_(device), divisor_(size_divisor) {}
-
-  std::vector<NetworkOutput> Run(const std::vector<NetworkInput>& batch) override {
-    return OnDevice(device_, [&] { return RunHere(batch); });
-  }
-
-  std::string device() const override { return device_.str(); }
+      : DeviceNetwork(device), model_(std::move(model)), divisor_(size_divisor) {}
 
  private:
-  std::vector<NetworkOutput> RunHere(const std::vector<NetworkInput>& batch) const {
+  std::vector<NetworkOutput> RunHere(const std::vector<NetworkInput>& batch) const override {
     models::detection::DetectionOptions options;
     options.masks = false;
     for (const auto& in : batch) {
@@ -154,8 +162,8 @@ class DetectionNetwork final : public Network {
       const at::Tensor boxes = dets[i].boxes.contiguous();
       const at::Tensor scores = dets[i].scores.contiguous();
       const at::Tensor labels = dets[i].labels.contiguous();
-      const at::Tensor masks = dets[i].mask_probs.defined() ? dets[i].mask_probs.contiguous()
-                                                            : at::Tensor();
+      const at::Tensor masks =
+          dets[i].mask_probs.defined() ? dets[i].mask_probs.contiguous() : at::Tensor();
       const int64_t k = boxes.size(0);
       d.mask_size = masks.defined() ? static_cast<int>(masks.size(1)) : 28;
       for (int64_t j = 0; j < k; ++j) {
@@ -175,25 +183,18 @@ class DetectionNetwork final : public Network {
   }
 
   std::shared_ptr<const models::detection::MaskRcnn> model_;
-  at::Device device_;
   int divisor_;
 };
 
 // UperNet: label maps at each image's original size.
-class SegmentationNetwork final : public Network {
+class SegmentationNetwork final : public DeviceNetwork {
  public:
-  SegmentationNetwork(std::shared_ptr<const models::segmentation::UperNet> model,
-                      at::Device device, int size_divisor)
-      : model_(std::move(model)), device_(device), divisor_(size_divisor) {}
-
-  std::vector<NetworkOutput> Run(const std::vector<NetworkInput>& batch) override {
-    return OnDevice(device_, [&] { return RunHere(batch); });
-  }
-
-  std::string device() const override { return device_.str(); }
+  SegmentationNetwork(std::shared_ptr<const models::segmentation::UperNet> model, at::Device device,
+                      int size_divisor)
+      : DeviceNetwork(device), model_(std::move(model)), divisor_(size_divisor) {}
 
  private:
-  std::vector<NetworkOutput> RunHere(const std::vector<NetworkInput>& batch) const {
+  std::vector<NetworkOutput> RunHere(const std::vector<NetworkInput>& batch) const override {
     const auto segs = model_->Segment(Collate(batch, divisor_), Metas(batch));
     std::vector<NetworkOutput> outs(batch.size());
     for (size_t i = 0; i < batch.size(); ++i) {
@@ -207,7 +208,6 @@ class SegmentationNetwork final : public Network {
   }
 
   std::shared_ptr<const models::segmentation::UperNet> model_;
-  at::Device device_;
   int divisor_;
 };
 
@@ -242,8 +242,9 @@ absl::StatusOr<at::Device> ResolveDevice(const models::DeviceSpec& spec, const s
 // precision cannot run there (models::PrecisionProblem).
 absl::StatusOr<at::ScalarType> ResolvePrecision(models::Precision precision,
                                                 const at::Device& device) {
-  const std::string problem = models::PrecisionProblem(
-      precision, device.is_cuda() ? models::DeviceSpec::Kind::kCuda : models::DeviceSpec::Kind::kCpu);
+  const std::string problem =
+      models::PrecisionProblem(precision, device.is_cuda() ? models::DeviceSpec::Kind::kCuda
+                                                           : models::DeviceSpec::Kind::kCpu);
   if (!problem.empty()) return absl::InvalidArgumentError(problem);
   switch (precision) {
     case models::Precision::kFloat16:
@@ -263,9 +264,9 @@ absl::StatusOr<models::WeightsOrigin> FillWeights(torch::nn::Module& module,
   if (config.weights().empty()) {
     models::WeightsOrigin origin = models::RandomWeights(module, config.random_seed());
     common::Log(common::LogSeverity::kWarning,
-        absl::StrCat("model \"", config.name(), "\" (", config.architecture(),
-                     ") has no weights file: it runs on ", origin.description,
-                     " and its answers are meaningless"));
+                absl::StrCat("model \"", config.name(), "\" (", config.architecture(),
+                             ") has no weights file: it runs on ", origin.description,
+                             " and its answers are meaningless"));
     return origin;
   }
   if (!std::filesystem::exists(config.weights())) {
@@ -343,13 +344,12 @@ absl::Status BuildInstances(const ModelConfig& config, const models::Architectur
   return absl::OkStatus();
 }
 
-
 // Builds the model of `config` (see ModelLoader).
 absl::StatusOr<LoadedModel> LoadModel(const ModelConfig& config) {
   const models::Architecture* arch = models::FindArchitecture(config.architecture());
   if (arch == nullptr) {
-    return absl::InvalidArgumentError(absl::StrCat("unknown architecture \"",
-                                                   config.architecture(), "\""));
+    return absl::InvalidArgumentError(
+        absl::StrCat("unknown architecture \"", config.architecture(), "\""));
   }
   LoadedModel loaded;
   ModelMetadata& md = loaded.metadata;
@@ -370,7 +370,8 @@ absl::StatusOr<LoadedModel> LoadModel(const ModelConfig& config) {
     absl::Status status;
     switch (arch->task) {
       case Task::kClassification:
-        status = BuildInstances<models::classification::Classifier, ClassificationNetwork>(config, *arch, {}, &loaded);
+        status = BuildInstances<models::classification::Classifier, ClassificationNetwork>(
+            config, *arch, {}, &loaded);
         break;
       case Task::kDetection:
         status = BuildInstances<models::detection::MaskRcnn, DetectionNetwork>(
@@ -387,7 +388,8 @@ absl::StatusOr<LoadedModel> LoadModel(const ModelConfig& config) {
     return absl::InternalError(absl::StrCat("building model \"", config.name(),
                                             "\" failed: ", e.what_without_backtrace()));
   } catch (const std::exception& e) {
-    return absl::InternalError(absl::StrCat("building model \"", config.name(), "\" failed: ", e.what()));
+    return absl::InternalError(
+        absl::StrCat("building model \"", config.name(), "\" failed: ", e.what()));
   }
   return loaded;
 }
