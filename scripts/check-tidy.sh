@@ -3,7 +3,8 @@
 # a change touches, against the compile commands of a configured build tree.
 #
 #   scripts/check-tidy.sh               the .cc files changed since BASE (default: HEAD~1), plus
-#                                       uncommitted ones; all of them when there is no HEAD~1
+#                                       uncommitted ones; none when BASE does not exist (a
+#                                       shallow clone of one commit: nothing to compare with)
 #   scripts/check-tidy.sh FILE...       only these files
 # Environment: IIS_BUILD_DIR (default build; needs compile_commands.json, which the project's CMake
 # writes), IIS_TIDY_BASE (the git revision to compare with, default HEAD~1).
@@ -25,7 +26,8 @@ else
     mapfile -t candidates < <({ git diff --name-only --diff-filter=d "$base" -- '*.cc'
                                 git ls-files --others --exclude-standard -- '*.cc'; } | sort -u)
   else
-    mapfile -t candidates < <(git ls-files '*.cc')
+    echo "check-tidy: $base does not exist here (a shallow clone?): no change to check"
+    exit 0
   fi
 fi
 files=()

@@ -26,7 +26,7 @@ bool HasColourNear(const cv::Mat& image, const cv::Scalar& colour, cv::Rect roi,
   const cv::Mat part = image(roi);
   for (int y = 0; y < part.rows; ++y) {
     for (int x = 0; x < part.cols; ++x) {
-      const cv::Vec3b p = part.at<cv::Vec3b>(y, x);
+      const cv::Vec3b& p = part.at<cv::Vec3b>(y, x);
       if (std::abs(p[0] - colour[0]) + std::abs(p[1] - colour[1]) + std::abs(p[2] - colour[2]) <=
           tol) {
         return true;

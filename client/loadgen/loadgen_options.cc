@@ -295,7 +295,7 @@ absl::StatusOr<LoadgenConfig> ParseLoadgenArgs(const std::vector<std::string>& a
     return config;
   }
   config.targets = flags.channel.targets;
-  if (config.targets.empty()) config.targets.push_back(kDefaultTarget);
+  if (config.targets.empty()) config.targets.emplace_back(kDefaultTarget);
   if (absl::Status tls = ApplyTlsFlags(flags.channel, &config.channel); !tls.ok()) return tls;
   config.connections = flags.connections;
   config.connect_timeout = flags.connect_timeout;

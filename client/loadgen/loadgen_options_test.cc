@@ -12,7 +12,7 @@ namespace {
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
-std::string ErrorOf(std::vector<std::string> args) {
+std::string ErrorOf(const std::vector<std::string>& args) {
   auto config = ParseLoadgenArgs(args);
   return config.ok() ? "" : std::string(config.status().message());
 }

@@ -15,13 +15,13 @@
 #include "client/common/channel.h"
 #include "client/common/exit_codes.h"
 #include "client/common/images.h"
-#include "common/file_io.h"
 #include "client/loadgen/loadgen_options.h"
 #include "client/loadgen/plot.h"
 #include "client/loadgen/report.h"
 #include "client/loadgen/runner.h"
 #include "client/loadgen/workload.h"
 #include "common/command_line.h"
+#include "common/file_io.h"
 
 namespace iis::client {
 namespace {
@@ -123,7 +123,7 @@ int Main(int argc, char** argv) {
   RunOptions run = config.run;
   run.progress = !config.no_progress && isatty(STDERR_FILENO);
   run.interrupt = &g_interrupted;
-  LoadRunner runner(std::move(endpoints), static_cast<int>(config.targets.size()), *workload, run);
+  LoadRunner runner(endpoints, static_cast<int>(config.targets.size()), *workload, run);
   std::vector<StepResult> results;
   for (const LoadStep& step : config.steps) {
     results.push_back(runner.Run(step));

@@ -167,6 +167,7 @@ cv::Mat RenderPlot(const RunSummary& summary, const std::vector<StepResult>& ste
   std::sort(order.begin(), order.end(), [&xs](size_t a, size_t b) { return xs[a] < xs[b]; });
   auto sorted = [&order](const std::vector<double>& v) {
     std::vector<double> out;
+    out.reserve(order.size());
     for (size_t i : order) out.push_back(v[i]);
     return out;
   };

@@ -102,6 +102,7 @@ std::string FormatReportTable(const RunSummary& summary, const std::vector<StepR
   }
   out += "\ngenerator CPU (user+system): ";
   std::vector<std::string> cpu;
+  cpu.reserve(steps.size());
   for (const StepResult& r : steps) {
     cpu.push_back(absl::StrFormat("%s %s: %.2f s, %.1f ms per 1000 calls", x_name, StepValue(r),
                                   r.cpu_s, CpuMsPerThousand(r)));

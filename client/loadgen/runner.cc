@@ -217,7 +217,7 @@ class LoadRunner::Step : public std::enable_shared_from_this<LoadRunner::Step> {
     }
     stubs_[call->stub]->UnaryCall(
         &call->context, workload_.method(), grpc::StubOptions(), &payload, &call->response,
-        [call](grpc::Status status) { call->step->OnDone(call, status); });
+        [call](const grpc::Status& status) { call->step->OnDone(call, status); });
   }
 
   void OnDone(Call* call, const grpc::Status& status) {
@@ -318,9 +318,9 @@ class LoadRunner::Step : public std::enable_shared_from_this<LoadRunner::Step> {
   int64_t interval_completions_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
-LoadRunner::LoadRunner(std::vector<Endpoint> endpoints, int target_count, const Workload& workload,
-                       RunOptions options)
-    : target_count_(target_count), workload_(workload), options_(std::move(options)) {
+LoadRunner::LoadRunner(const std::vector<Endpoint>& endpoints, int target_count,
+                       const Workload& workload, const RunOptions& options)
+    : target_count_(target_count), workload_(workload), options_(options) {
   for (const Endpoint& endpoint : endpoints) {
     stubs_.push_back(std::make_unique<grpc::GenericStub>(endpoint.channel));
     target_of_stub_.push_back(endpoint.target_index);

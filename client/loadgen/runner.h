@@ -107,8 +107,8 @@ struct Endpoint {
 class LoadRunner {
  public:
   // `workload` must outlive the runner. `target_count` sizes the per-target figures.
-  LoadRunner(std::vector<Endpoint> endpoints, int target_count, const Workload& workload,
-             RunOptions options);
+  LoadRunner(const std::vector<Endpoint>& endpoints, int target_count, const Workload& workload,
+             const RunOptions& options);
   ~LoadRunner();
 
   // Runs `step` to completion and returns its figures. Blocks; not reentrant.
