@@ -24,7 +24,8 @@ class DashedNameFormatter : public CLI::Formatter {
       return CLI::Formatter::make_option_name(opt, is_positional);
     }
     std::string name;
-    for (const std::string& short_name : opt->get_snames()) absl::StrAppend(&name, "-", short_name, ",");
+    for (const std::string& short_name : opt->get_snames())
+      absl::StrAppend(&name, "-", short_name, ",");
     return absl::StrCat(name, "--", opt->get_lnames().front());
   }
 
@@ -111,14 +112,13 @@ absl::StatusOr<absl::Duration> ParseDurationFlag(absl::string_view flag, absl::s
                                                  absl::Duration min, absl::Duration max) {
   absl::Duration value;
   if (!absl::ParseDuration(text, &value)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        flag, ": expected a duration such as 500ms, 5s or 1.5m, got '", text, "'"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(flag, ": expected a duration such as 500ms, 5s or 1.5m, got '", text, "'"));
   }
   if (value < min || value > max) {
-    return absl::InvalidArgumentError(absl::StrCat(flag, ": expected a duration in [",
-                                                   absl::FormatDuration(min), ", ",
-                                                   absl::FormatDuration(max), "], got '", text,
-                                                   "'"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(flag, ": expected a duration in [", absl::FormatDuration(min), ", ",
+                     absl::FormatDuration(max), "], got '", text, "'"));
   }
   return value;
 }
@@ -206,15 +206,13 @@ CLI::Option* AddNumberList(CLI::App& app, absl::string_view name, const std::str
 CLI::Option* AddListOption(CLI::App& app, absl::string_view name, const std::string& type_name,
                            std::string description, CLI::Validator range,
                            std::vector<int>* values) {
-  return AddNumberList(app, name, type_name, std::move(description), std::move(range),
-                       values);
+  return AddNumberList(app, name, type_name, std::move(description), std::move(range), values);
 }
 
 CLI::Option* AddListOption(CLI::App& app, absl::string_view name, const std::string& type_name,
                            std::string description, CLI::Validator range,
                            std::vector<double>* values) {
-  return AddNumberList(app, name, type_name, std::move(description), std::move(range),
-                       values);
+  return AddNumberList(app, name, type_name, std::move(description), std::move(range), values);
 }
 
 CLI::Option* AddDurationOption(CLI::App& app, absl::string_view name, absl::Duration* out,

@@ -140,7 +140,7 @@ struct ListExample {
 TEST(CommandLineListTest, ListOptionsRepeatAndSplitAtCommas) {
   ListExample e;
   ASSERT_TRUE(ParseCommandLine(e.app, {"--rate", "5,10", "a.jpg", "--rate=20", "--concurrency", "1",
-                                      "b.jpg", "--target", "h:1,h:2", "c.jpg"})
+                                       "b.jpg", "--target", "h:1,h:2", "c.jpg"})
                   .ok());
   EXPECT_THAT(e.rates, ElementsAre(5, 10, 20));
   EXPECT_THAT(e.levels, ElementsAre(1));

@@ -50,8 +50,8 @@ absl::Status WriteFileAtomically(const std::string& path, absl::string_view data
   const std::string temporary = path + ".tmp";
   if (absl::Status written = WriteFile(temporary, data); !written.ok()) return written;
   if (std::rename(temporary.c_str(), path.c_str()) != 0) {
-    return absl::UnavailableError(absl::StrCat("cannot rename '", temporary, "' to '", path,
-                                               "': ", std::strerror(errno)));
+    return absl::UnavailableError(
+        absl::StrCat("cannot rename '", temporary, "' to '", path, "': ", std::strerror(errno)));
   }
   return absl::OkStatus();
 }

@@ -15,9 +15,9 @@ thread_local const ThreadPool* tls_worker_of = nullptr;
 
 absl::StatusOr<std::unique_ptr<ThreadPool>> ThreadPool::Create(const Options& options) {
   if (options.num_threads < 1 || options.num_threads > Options::kMaxThreads) {
-    return absl::InvalidArgumentError(absl::StrCat("ThreadPool::Options.num_threads must be in [1, ",
-                                                   Options::kMaxThreads, "], got ",
-                                                   options.num_threads));
+    return absl::InvalidArgumentError(
+        absl::StrCat("ThreadPool::Options.num_threads must be in [1, ", Options::kMaxThreads,
+                     "], got ", options.num_threads));
   }
   auto pool = absl::WrapUnique(new ThreadPool);
   pool->threads_.reserve(options.num_threads);
@@ -49,9 +49,8 @@ void ThreadPool::Work() {
     Closure fn;
     {
       absl::MutexLock lock(&mu_);
-      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-        return stopping_ || !queue_.empty();
-      };
+      auto ready = [this]()
+                       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_ || !queue_.empty(); };
       mu_.Await(absl::Condition(&ready));
       if (queue_.empty()) return;  // stopping, nothing left
       fn = std::move(queue_.front());

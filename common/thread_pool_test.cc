@@ -52,7 +52,7 @@ TEST(ThreadPoolTest, OneThreadRunsClosuresInScheduleOrder) {
       });
     }
     pool->Schedule(nullptr);  // ignored
-  }  // the destructor runs everything queued
+  }                           // the destructor runs everything queued
   ASSERT_EQ(order.size(), 100u);
   for (int i = 0; i < 100; ++i) EXPECT_EQ(order[i], i);
 }

@@ -30,7 +30,9 @@ DenseImageMeta IdentityMeta(int64_t height, int64_t width) {
   return m;
 }
 
-int64_t RoundUp(int64_t value, int64_t divisor) { return (value + divisor - 1) / divisor * divisor; }
+int64_t RoundUp(int64_t value, int64_t divisor) {
+  return (value + divisor - 1) / divisor * divisor;
+}
 
 at::Tensor CollateImages(const std::vector<at::Tensor>& images, int64_t size_divisor) {
   TORCH_CHECK(!images.empty(), "CollateImages: images must not be empty");
@@ -38,12 +40,12 @@ at::Tensor CollateImages(const std::vector<at::Tensor>& images, int64_t size_div
   int64_t max_h = 0, max_w = 0;
   for (size_t i = 0; i < images.size(); ++i) {
     const at::Tensor& im = images[i];
-    TORCH_CHECK(im.defined() && im.dim() == 3 && im.size(0) == 3 && im.size(1) > 0 &&
-                    im.size(2) > 0,
-                "CollateImages: image ", i, " must be a non-empty (3, h, w) tensor, got ",
-                im.defined() ? im.sizes() : at::IntArrayRef{});
-    TORCH_CHECK(im.is_floating_point(), "CollateImages: image ", i,
-                " must be floating point, got ", im.scalar_type());
+    TORCH_CHECK(
+        im.defined() && im.dim() == 3 && im.size(0) == 3 && im.size(1) > 0 && im.size(2) > 0,
+        "CollateImages: image ", i, " must be a non-empty (3, h, w) tensor, got ",
+        im.defined() ? im.sizes() : at::IntArrayRef{});
+    TORCH_CHECK(im.is_floating_point(), "CollateImages: image ", i, " must be floating point, got ",
+                im.scalar_type());
     TORCH_CHECK(im.device() == images[0].device() && im.scalar_type() == images[0].scalar_type(),
                 "CollateImages: image ", i, " is ", im.scalar_type(), " on ", im.device(),
                 " but image 0 is ", images[0].scalar_type(), " on ", images[0].device());
@@ -70,17 +72,17 @@ void CheckDenseMetas(const at::Tensor& batch, const std::vector<DenseImageMeta>&
               " image metas for a batch of ", batch.size(0));
   for (size_t i = 0; i < metas.size(); ++i) {
     const DenseImageMeta& m = metas[i];
-    TORCH_CHECK(m.height >= 1 && m.height <= batch.size(2) && m.width >= 1 &&
-                    m.width <= batch.size(3),
-                who, ": image ", i, " has height x width ", m.height, "x", m.width,
-                ", expected 1..", batch.size(2), " x 1..", batch.size(3), " (the batch size)");
+    TORCH_CHECK(
+        m.height >= 1 && m.height <= batch.size(2) && m.width >= 1 && m.width <= batch.size(3), who,
+        ": image ", i, " has height x width ", m.height, "x", m.width, ", expected 1..",
+        batch.size(2), " x 1..", batch.size(3), " (the batch size)");
     TORCH_CHECK(m.original_height >= 1 && m.original_width >= 1, who, ": image ", i,
                 " has original size ", m.original_height, "x", m.original_width,
                 ", expected positive");
-    TORCH_CHECK(std::isfinite(m.scale_x) && std::isfinite(m.scale_y) && m.scale_x > 0 &&
-                    m.scale_y > 0,
-                who, ": image ", i, " has scale factor (", m.scale_x, ", ", m.scale_y,
-                "), expected finite and positive");
+    TORCH_CHECK(
+        std::isfinite(m.scale_x) && std::isfinite(m.scale_y) && m.scale_x > 0 && m.scale_y > 0, who,
+        ": image ", i, " has scale factor (", m.scale_x, ", ", m.scale_y,
+        "), expected finite and positive");
   }
 }
 
@@ -110,8 +112,8 @@ ConvModule::ConvModule(int64_t in_channels, int64_t out_channels, int64_t kernel
 
 std::pair<at::Tensor, at::Tensor> ConvModule::FoldedWeights() const {
   const at::Tensor w = conv->weight.to(at::kFloat);
-  at::Tensor b = conv->bias.defined() ? conv->bias.to(at::kFloat)
-                                      : at::zeros({w.size(0)}, w.options());
+  at::Tensor b =
+      conv->bias.defined() ? conv->bias.to(at::kFloat) : at::zeros({w.size(0)}, w.options());
   if (!bn) return {w, b};
   const auto [scale, shift] = bn->Folded();
   return {w * scale.view({-1, 1, 1, 1}), shift + b * scale};
@@ -120,7 +122,8 @@ std::pair<at::Tensor, at::Tensor> ConvModule::FoldedWeights() const {
 FoldedConv::FoldedConv(const ConvModule& module, at::Device device, at::ScalarType dtype)
     : padding_(module.padding()), relu_(module.relu()) {
   auto [w, b] = module.FoldedWeights();
-  const auto format = device.is_cpu() ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
+  const auto format =
+      device.is_cpu() ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
   weight_ = w.to(device, dtype).contiguous(format);
   bias_ = b.to(device, dtype);
 }
@@ -128,7 +131,8 @@ FoldedConv::FoldedConv(const ConvModule& module, at::Device device, at::ScalarTy
 FoldedConv::FoldedConv(const Conv2d& conv, bool relu, at::Device device, at::ScalarType dtype)
     : padding_(conv.padding), relu_(relu) {
   TORCH_CHECK(conv.stride == 1 && conv.groups == 1, "FoldedConv: only stride-1 dense convs");
-  const auto format = device.is_cpu() ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
+  const auto format =
+      device.is_cpu() ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
   weight_ = conv.weight.to(device, dtype).contiguous(format);
   bias_ = conv.bias.defined() ? conv.bias.to(device, dtype)
                               : at::zeros({weight_.size(0)}, weight_.options());

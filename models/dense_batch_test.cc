@@ -30,7 +30,8 @@ TEST(CollateImagesTest, RejectsBadImages) {
   EXPECT_THROW(CollateImages({at::rand({1, 8, 8})}, 32), c10::Error);
   EXPECT_THROW(CollateImages({at::rand({3, 0, 8})}, 32), c10::Error);
   EXPECT_THROW(CollateImages({at::zeros({3, 8, 8}, at::kByte)}, 32), c10::Error);
-  EXPECT_THROW(CollateImages({at::rand({3, 8, 8}), at::rand({3, 8, 8}, at::kDouble)}, 32), c10::Error);
+  EXPECT_THROW(CollateImages({at::rand({3, 8, 8}), at::rand({3, 8, 8}, at::kDouble)}, 32),
+               c10::Error);
   try {
     CollateImages({at::rand({3, 8, 8}), at::rand({8, 8})}, 32);
     FAIL() << "expected an error";
@@ -50,7 +51,8 @@ TEST(CheckDenseMetasTest, NamesTheImageAndField) {
     CheckDenseMetas(batch, metas, "Test");
     FAIL() << "expected an error";
   } catch (const c10::Error& e) {
-    EXPECT_NE(std::string(e.what()).find("Test: image 1 has height x width 50x97"), std::string::npos)
+    EXPECT_NE(std::string(e.what()).find("Test: image 1 has height x width 50x97"),
+              std::string::npos)
         << e.what();
   }
   metas[1] = IdentityMeta(50, 70);
@@ -77,7 +79,8 @@ TEST(FoldedConvTest, EqualsConvolutionBatchNormAndRelu) {
   const at::Tensor got = FoldedConv(m, at::kCPU, at::kFloat).Run(x);
   EXPECT_TRUE(at::allclose(got, expected, 1e-4, 1e-5)) << (got - expected).abs().max();
   // Channels-last input stays channels-last.
-  const at::Tensor cl = FoldedConv(m, at::kCPU, at::kFloat).Run(x.contiguous(at::MemoryFormat::ChannelsLast));
+  const at::Tensor cl =
+      FoldedConv(m, at::kCPU, at::kFloat).Run(x.contiguous(at::MemoryFormat::ChannelsLast));
   EXPECT_TRUE(cl.is_contiguous(at::MemoryFormat::ChannelsLast));
   EXPECT_TRUE(at::allclose(cl, expected, 1e-4, 1e-5));
   // Without BN the module keeps its conv bias and no activation.
@@ -99,7 +102,8 @@ TEST(ConvTranspose2x2Test, EqualsTheDeconvolution) {
     ASSERT_EQ(got.sizes(), (at::IntArrayRef{3, 24, 14, 10}));
     EXPECT_TRUE(at::allclose(got, expected, 1e-5, 1e-5)) << (got - expected).abs().max();
   }
-  EXPECT_THROW(ConvTranspose2x2(at::randn({1, 8, 4, 4}), at::randn({8, 4, 3, 3}), at::randn({4})), c10::Error);
+  EXPECT_THROW(ConvTranspose2x2(at::randn({1, 8, 4, 4}), at::randn({8, 4, 3, 3}), at::randn({4})),
+               c10::Error);
 }
 
 }  // namespace

@@ -54,8 +54,8 @@ at::Tensor LayerNorm::forward(const at::Tensor& x) const {
 Conv2d::Conv2d(int64_t in_channels, int64_t out_channels, int64_t kernel, int64_t stride_,
                int64_t padding_, int64_t groups_, bool with_bias)
     : stride(stride_), padding(padding_), groups(groups_) {
-  weight = register_parameter("weight", Empty({out_channels, in_channels / groups_, kernel, kernel}),
-                              false);
+  weight = register_parameter("weight",
+                              Empty({out_channels, in_channels / groups_, kernel, kernel}), false);
   if (with_bias) bias = register_parameter("bias", Empty({out_channels}), false);
 }
 
@@ -79,7 +79,8 @@ BatchNorm2d::BatchNorm2d(int64_t channels, double eps_) : eps(eps_) {
   bias = register_parameter("bias", at::zeros({channels}, ParameterOptions()), false);
   running_mean = register_buffer("running_mean", at::zeros({channels}, ParameterOptions()));
   running_var = register_buffer("running_var", at::ones({channels}, ParameterOptions()));
-  num_batches_tracked = register_buffer("num_batches_tracked", at::zeros({}, ParameterOptions().dtype(at::kLong)));
+  num_batches_tracked =
+      register_buffer("num_batches_tracked", at::zeros({}, ParameterOptions().dtype(at::kLong)));
 }
 
 at::Tensor BatchNorm2d::forward(const at::Tensor& x) const {

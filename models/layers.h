@@ -38,8 +38,8 @@ class LayerNorm : public torch::nn::Module {
 // nn.Conv2d on NCHW input (any memory format).
 class Conv2d : public torch::nn::Module {
  public:
-  Conv2d(int64_t in_channels, int64_t out_channels, int64_t kernel, int64_t stride,
-         int64_t padding, int64_t groups = 1, bool bias = true);
+  Conv2d(int64_t in_channels, int64_t out_channels, int64_t kernel, int64_t stride, int64_t padding,
+         int64_t groups = 1, bool bias = true);
   at::Tensor forward(const at::Tensor& x) const;
 
   at::Tensor weight;  // (out, in / groups, k, k)

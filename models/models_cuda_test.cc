@@ -38,7 +38,8 @@ TEST_P(ClassifierCudaTest, LogitsMatchTheCpu) {
   const at::Tensor want = cpu.Logits(x);
   const at::Tensor got = gpu.Logits(x);
   // fp32 differs by summation order only; fp16/bf16 by their rounding through 30 blocks.
-  const double tolerance = GetParam() == at::kFloat ? 1e-3 : (GetParam() == at::kHalf ? 5e-2 : 1e-1);
+  const double tolerance =
+      GetParam() == at::kFloat ? 1e-3 : (GetParam() == at::kHalf ? 5e-2 : 1e-1);
   EXPECT_LT(RelativeError(got, want), tolerance);
   EXPECT_TRUE(at::equal(got.argmax(1), want.argmax(1)) || GetParam() != at::kFloat);
 }

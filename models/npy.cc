@@ -93,7 +93,8 @@ NpyArray ReadNpy(const std::string& path) {
   const int64_t n = a.NumElements();
   const auto bytes = static_cast<size_t>(n) * a.ElementSize();
   a.data.resize(bytes);
-  if (bytes > 0 && !in.read(reinterpret_cast<char*>(a.data.data()), static_cast<std::streamsize>(bytes))) {
+  if (bytes > 0 &&
+      !in.read(reinterpret_cast<char*>(a.data.data()), static_cast<std::streamsize>(bytes))) {
     throw NpyError(path + ": data is shorter than the shape says (" + std::to_string(bytes) +
                    " bytes expected)");
   }
@@ -110,7 +111,8 @@ void WriteNpy(const std::string& path, const NpyArray& a) {
   if (a.shape.size() > 1) shape.resize(shape.size() - 2);
   if (a.shape.size() == 1) shape.resize(shape.size() - 1);
   shape += ")";
-  std::string header = "{'descr': '" + a.dtype + "', 'fortran_order': False, 'shape': " + shape + ", }";
+  std::string header =
+      "{'descr': '" + a.dtype + "', 'fortran_order': False, 'shape': " + shape + ", }";
   // Pad with spaces so that magic + length + header + '\n' is a multiple of 64 bytes.
   const size_t total = 10 + header.size() + 1;
   header.append((64 - total % 64) % 64, ' ');
@@ -122,7 +124,8 @@ void WriteNpy(const std::string& path, const NpyArray& a) {
   const char len_bytes[2] = {static_cast<char>(len & 0xff), static_cast<char>(len >> 8)};
   out.write(len_bytes, 2);
   out.write(header.data(), static_cast<std::streamsize>(header.size()));
-  out.write(reinterpret_cast<const char*>(a.data.data()), static_cast<std::streamsize>(a.data.size()));
+  out.write(reinterpret_cast<const char*>(a.data.data()),
+            static_cast<std::streamsize>(a.data.size()));
   if (!out) throw NpyError(path + ": write failed");
 }
 

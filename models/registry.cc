@@ -17,8 +17,8 @@ Architecture Classification(const std::string& name, const std::string& variant,
   return a;
 }
 
-Architecture Dense(const std::string& name, Task task, const std::string& variant,
-                   int scale_long, int scale_short) {
+Architecture Dense(const std::string& name, Task task, const std::string& variant, int scale_long,
+                   int scale_short) {
   Architecture a;
   a.name = name;
   a.task = task;
@@ -47,7 +47,8 @@ std::vector<Architecture> Build() {
   v.push_back(Classification("internimage_xl_22kto1k_384", "xl", 384));
   v.push_back(Classification("internimage_h_22kto1k_640", "h", 640));
   v.push_back(Classification("internimage_g_22kto1k_512", "g", 512));
-  // detection/configs/coco/mask_rcnn_internimage_{t,s,b}_fpn_{1x,3x}_coco.py: img_scale (1333, 800).
+  // detection/configs/coco/mask_rcnn_internimage_{t,s,b}_fpn_{1x,3x}_coco.py: img_scale (1333,
+  // 800).
   for (const char* v8 : {"t", "s", "b"}) {
     for (const char* sched : {"1x", "3x"}) {
       v.push_back(Dense(std::string("mask_rcnn_internimage_") + v8 + "_fpn_" + sched + "_coco",

@@ -17,7 +17,7 @@ namespace iis::models {
 // Everything the server, the runtime and the tools know about an architecture comes from here: its
 // task, network, input size, class names and serving defaults.
 struct Architecture {
-  std::string name;     // official config name, e.g. "internimage_t_1k_224"
+  std::string name;  // official config name, e.g. "internimage_t_1k_224"
   Task task = Task::kClassification;
   std::string variant;  // backbone variant: t, s, b, l, xl, h, g
   models::backbone::InternImageConfig backbone;

@@ -42,8 +42,8 @@ at::Tensor FloatTensor(const std::vector<float>& values) {
 }
 
 at::Tensor LongTensor(const std::vector<int64_t>& values) {
-  return at::from_blob(const_cast<int64_t*>(values.data()),
-                       {static_cast<int64_t>(values.size())}, at::kLong)
+  return at::from_blob(const_cast<int64_t*>(values.data()), {static_cast<int64_t>(values.size())},
+                       at::kLong)
       .clone();
 }
 
@@ -59,8 +59,7 @@ std::vector<int64_t> RunNms(const std::vector<Box>& boxes, const std::vector<flo
   return ToVector(Nms(BoxTensor(boxes), FloatTensor(scores), threshold));
 }
 
-std::vector<int64_t> RunBatchedNms(const std::vector<Box>& boxes,
-                                   const std::vector<float>& scores,
+std::vector<int64_t> RunBatchedNms(const std::vector<Box>& boxes, const std::vector<float>& scores,
                                    const std::vector<int64_t>& idxs, double threshold) {
   return ToVector(BatchedNms(BoxTensor(boxes), FloatTensor(scores), LongTensor(idxs), threshold));
 }
@@ -99,8 +98,8 @@ Detections RandomDetections(std::mt19937* rng, int64_t n, int objects, int64_t c
       b[k] = o[k] + 0.25f * scale * (unit(*rng) - 0.5f);
     }
     const float kind = unit(*rng);
-    if (kind < 0.02f) b[2] = b[0];                       // zero width
-    if (kind > 0.98f) std::swap(b[0], b[2]);             // inverted
+    if (kind < 0.02f) b[2] = b[0];            // zero width
+    if (kind > 0.98f) std::swap(b[0], b[2]);  // inverted
     if (integral) {
       for (float& v : b) v = std::round(v);
     }
@@ -219,10 +218,10 @@ TEST(BatchedNmsTest, ManyClassesMatchReference) {
         for (float& v : b) v = std::max(v, 0.0f) + shift;
       }
       for (const double threshold : {0.5, 0.7}) {
-        EXPECT_EQ(RunBatchedNms(boxes, d.scores, d.idxs, threshold),
-                  reference::BatchedNmsReference(boxes, d.scores, d.idxs,
-                                                 static_cast<float>(threshold),
-                                                 kBatchedNmsSplitThreshold))
+        EXPECT_EQ(
+            RunBatchedNms(boxes, d.scores, d.idxs, threshold),
+            reference::BatchedNmsReference(boxes, d.scores, d.idxs, static_cast<float>(threshold),
+                                           kBatchedNmsSplitThreshold))
             << "seed " << seed << " shift " << shift << " threshold " << threshold;
       }
     }
@@ -249,9 +248,9 @@ TEST(BatchedNmsTest, SplitPathEqualsPerClassReference) {
 TEST(BatchedNmsTest, SplitPathOnFloatBoxesMatchesMmcvTranscription) {
   std::mt19937 rng(8);
   const Detections d = RandomDetections(&rng, kBatchedNmsSplitThreshold, 50, 80, false);
-  EXPECT_EQ(RunBatchedNms(d.boxes, d.scores, d.idxs, 0.5),
-            reference::BatchedNmsReference(d.boxes, d.scores, d.idxs, 0.5f,
-                                           kBatchedNmsSplitThreshold));
+  EXPECT_EQ(
+      RunBatchedNms(d.boxes, d.scores, d.idxs, 0.5),
+      reference::BatchedNmsReference(d.boxes, d.scores, d.idxs, 0.5f, kBatchedNmsSplitThreshold));
 }
 
 TEST(BatchedNmsTest, AcceptsInt32Idxs) {
@@ -316,7 +315,9 @@ TEST(NmsTest, RejectsBadArguments) {
   const at::Tensor idxs = at::zeros({3}, at::kLong);
   EXPECT_THAT(ErrorOf([&] { Nms(boxes.slice(1, 0, 3), scores, 0.5); }),
               HasSubstr("iis::nms: boxes must have shape (N, 4) [x1, y1, x2, y2], got [3, 3]"));
-  EXPECT_THAT(ErrorOf([&] { Nms(boxes, scores.view({3, 1}), 0.5); }),
+  EXPECT_THAT(ErrorOf([&] {
+                Nms(boxes, scores.view({3, 1}), 0.5);
+              }),
               HasSubstr("scores must be 1-D (N,), got shape [3, 1]"));
   EXPECT_THAT(ErrorOf([&] { Nms(boxes, scores.slice(0, 0, 2), 0.5); }),
               HasSubstr("scores must have one entry per box (3), got 2"));

@@ -19,13 +19,11 @@ TORCH_LIBRARY_FRAGMENT(iis, m) {
 at::Tensor RoiAlign(const at::Tensor& input, const at::Tensor& rois, double spatial_scale,
                     int64_t pooled_height, int64_t pooled_width, int64_t sampling_ratio,
                     bool aligned) {
-  static const auto op =
-      c10::Dispatcher::singleton()
-          .findSchemaOrThrow("iis::roi_align", "")
-          .typed<at::Tensor(const at::Tensor&, const at::Tensor&, double, int64_t, int64_t,
-                            int64_t, bool)>();
-  return op.call(input, rois, spatial_scale, pooled_height, pooled_width, sampling_ratio,
-                 aligned);
+  static const auto op = c10::Dispatcher::singleton()
+                             .findSchemaOrThrow("iis::roi_align", "")
+                             .typed<at::Tensor(const at::Tensor&, const at::Tensor&, double,
+                                               int64_t, int64_t, int64_t, bool)>();
+  return op.call(input, rois, spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned);
 }
 
 void CheckRoiAlignArguments(const at::Tensor& input, const at::Tensor& rois, double spatial_scale,
@@ -33,8 +31,7 @@ void CheckRoiAlignArguments(const at::Tensor& input, const at::Tensor& rois, dou
   TORCH_CHECK(input.dim() == 4, "iis::roi_align: input must be a 4-D (N, C, H, W) tensor, got ",
               input.dim(), "-D with shape ", input.sizes());
   TORCH_CHECK(input.size(2) > 0 && input.size(3) > 0,
-              "iis::roi_align: input height and width must be positive, got shape ",
-              input.sizes());
+              "iis::roi_align: input height and width must be positive, got shape ", input.sizes());
   TORCH_CHECK(rois.dim() == 2 && rois.size(1) == 5,
               "iis::roi_align: rois must have shape (K, 5) [batch_index, x1, y1, x2, y2], got ",
               rois.sizes());
@@ -44,10 +41,10 @@ void CheckRoiAlignArguments(const at::Tensor& input, const at::Tensor& rois, dou
   TORCH_CHECK(pooled_height > 0 && pooled_width > 0,
               "iis::roi_align: pooled_height and pooled_width must be positive, got ",
               pooled_height, " and ", pooled_width);
-  TORCH_CHECK(pooled_height <= kRoiAlignMaxSamplesPerAxis &&
-                  pooled_width <= kRoiAlignMaxSamplesPerAxis,
-              "iis::roi_align: pooled_height and pooled_width must be at most ",
-              kRoiAlignMaxSamplesPerAxis, ", got ", pooled_height, " and ", pooled_width);
+  TORCH_CHECK(
+      pooled_height <= kRoiAlignMaxSamplesPerAxis && pooled_width <= kRoiAlignMaxSamplesPerAxis,
+      "iis::roi_align: pooled_height and pooled_width must be at most ", kRoiAlignMaxSamplesPerAxis,
+      ", got ", pooled_height, " and ", pooled_width);
   TORCH_CHECK(sampling_ratio >= 0 && sampling_ratio <= kRoiAlignMaxSamplesPerAxis,
               "iis::roi_align: sampling_ratio must be in [0, ", kRoiAlignMaxSamplesPerAxis,
               "] (0 means adaptive), got ", sampling_ratio);
@@ -94,13 +91,13 @@ void CheckRoiValues(const at::Tensor& rois_cpu, int64_t batch_size, double spati
       TORCH_CHECK(std::isfinite(roi[i]), "iis::roi_align: rois[", k, "][", i,
                   "] must be finite, got ", roi[i]);
     }
-    TORCH_CHECK(roi[0] >= 0 && roi[0] < static_cast<float>(batch_size),
-                "iis::roi_align: rois[", k, "] has batch index ", roi[0],
-                ", expected a value in [0, ", batch_size, ") (the input's batch size; it is truncated "
+    TORCH_CHECK(roi[0] >= 0 && roi[0] < static_cast<float>(batch_size), "iis::roi_align: rois[", k,
+                "] has batch index ", roi[0], ", expected a value in [0, ", batch_size,
+                ") (the input's batch size; it is truncated "
                 "to an integer)");
     const int64_t samples_x =
-        pooled_width * ComputeRoiAxis(roi[1], roi[3], scale, pooled_width, sampling_ratio, aligned)
-                           .grid;
+        pooled_width *
+        ComputeRoiAxis(roi[1], roi[3], scale, pooled_width, sampling_ratio, aligned).grid;
     const int64_t samples_y =
         pooled_height *
         ComputeRoiAxis(roi[2], roi[4], scale, pooled_height, sampling_ratio, aligned).grid;

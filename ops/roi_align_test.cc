@@ -44,8 +44,8 @@ enum class Span {
   kHuge,           // many times the map
   kInverted,       // c2 < c1
 };
-constexpr Span kAllSpans[] = {Span::kInside,   Span::kPartlyOutside, Span::kOutside,
-                              Span::kTinyMap,  Span::kTinyImage,     Span::kHuge,
+constexpr Span kAllSpans[] = {Span::kInside,  Span::kPartlyOutside, Span::kOutside,
+                              Span::kTinyMap, Span::kTinyImage,     Span::kHuge,
                               Span::kInverted};
 
 // Returns (c1, c2) in image coordinates.
@@ -60,7 +60,8 @@ std::pair<float, float> RandomSpan(Span kind, float size, float stride, std::mt1
       return {c1, c1 + uniform(stride, 0.4f * extent)};
     }
     case Span::kPartlyOutside: {
-      if (uniform(0.0f, 1.0f) < 0.5f) return {uniform(-0.5f * extent, 0.0f), uniform(0.2f, 0.6f) * extent};
+      if (uniform(0.0f, 1.0f) < 0.5f)
+        return {uniform(-0.5f * extent, 0.0f), uniform(0.2f, 0.6f) * extent};
       return {uniform(0.4f, 0.9f) * extent, uniform(1.05f, 1.5f) * extent};
     }
     case Span::kOutside: {
@@ -93,8 +94,8 @@ std::pair<float, float> RandomSpan(Span kind, float size, float stride, std::mt1
 
 // One RoI for every (x kind, y kind) pair, batch indices cycling over the batch.
 // `with_inverted` false leaves out inverted spans.
-at::Tensor RandomRois(std::mt19937* rng, int64_t batch, int64_t height, int64_t width,
-                      float stride, bool with_inverted = true) {
+at::Tensor RandomRois(std::mt19937* rng, int64_t batch, int64_t height, int64_t width, float stride,
+                      bool with_inverted = true) {
   std::vector<float> rois;
   int64_t k = 0;
   for (Span kx : kAllSpans) {
@@ -128,9 +129,8 @@ void ExpectClose(const at::Tensor& actual, const at::Tensor& expected, double at
       }
     }
   }
-  EXPECT_EQ(bad, 0) << "worst flat index " << worst << ": actual "
-                    << (worst >= 0 ? ad[worst] : 0.0) << ", expected "
-                    << (worst >= 0 ? ed[worst] : 0.0);
+  EXPECT_EQ(bad, 0) << "worst flat index " << worst << ": actual " << (worst >= 0 ? ad[worst] : 0.0)
+                    << ", expected " << (worst >= 0 ? ed[worst] : 0.0);
 }
 
 // Returns the message of the c10::Error that `call` throws, or "" if it throws none.
@@ -212,7 +212,7 @@ TEST(RoiAlignTest, BilinearBoundaryRule) {
   const at::Tensor xs = at::arange(4, at::kFloat).view({1, 1, 1, 4});
   const at::Tensor input = (xs + 10).expand({1, 1, 3, 4}).contiguous();
   const std::vector<std::pair<float, float>> cases = {
-      {-1.25f, 0.0f}, {-1.0f, 10.0f}, {-0.5f, 10.0f}, {0.0f, 10.0f},  {2.25f, 12.25f},
+      {-1.25f, 0.0f}, {-1.0f, 10.0f}, {-0.5f, 10.0f}, {0.0f, 10.0f}, {2.25f, 12.25f},
       {3.0f, 13.0f},  {3.5f, 13.0f},  {4.0f, 13.0f},  {4.25f, 0.0f}};
   for (const auto& [x, expected] : cases) {
     // Not aligned, scale 1, width 1, one sample: the sample sits at x1 + 0.5.
@@ -247,9 +247,9 @@ TEST(RoiAlignTest, LayoutOfTheInputDoesNotMatter) {
   const at::Tensor strided = wide.slice(1, 0, 12, 2);  // every other channel
   const at::Tensor expected = RoiAlign(strided.contiguous(), rois, 0.125, 7, 7, 0, true);
   EXPECT_TRUE(RoiAlign(strided, rois, 0.125, 7, 7, 0, true).equal(expected));
-  EXPECT_TRUE(RoiAlign(strided.contiguous(at::MemoryFormat::ChannelsLast), rois, 0.125, 7, 7, 0,
-                       true)
-                  .equal(expected));
+  EXPECT_TRUE(
+      RoiAlign(strided.contiguous(at::MemoryFormat::ChannelsLast), rois, 0.125, 7, 7, 0, true)
+          .equal(expected));
 }
 
 TEST(RoiAlignTest, MatchesTorchvision) {
@@ -317,13 +317,21 @@ TEST(RoiAlignTest, RejectsBadRoiValues) {
   auto with = [](std::vector<float> roi) {
     return at::from_blob(roi.data(), {1, 5}, at::kFloat).clone();
   };
-  EXPECT_THAT(ErrorOf([&] { RoiAlign(input, with({2, 0, 0, 4, 4}), 1.0, 7, 7, 0, true); }),
+  EXPECT_THAT(ErrorOf([&] {
+                RoiAlign(input, with({2, 0, 0, 4, 4}), 1.0, 7, 7, 0, true);
+              }),
               HasSubstr("rois[0] has batch index 2, expected a value in [0, 2)"));
-  EXPECT_THAT(ErrorOf([&] { RoiAlign(input, with({-1, 0, 0, 4, 4}), 1.0, 7, 7, 0, true); }),
+  EXPECT_THAT(ErrorOf([&] {
+                RoiAlign(input, with({-1, 0, 0, 4, 4}), 1.0, 7, 7, 0, true);
+              }),
               HasSubstr("rois[0] has batch index -1"));
-  EXPECT_THAT(ErrorOf([&] { RoiAlign(input, with({0, 0, NAN, 4, 4}), 1.0, 7, 7, 0, true); }),
+  EXPECT_THAT(ErrorOf([&] {
+                RoiAlign(input, with({0, 0, NAN, 4, 4}), 1.0, 7, 7, 0, true);
+              }),
               HasSubstr("rois[0][2] must be finite, got nan"));
-  EXPECT_THAT(ErrorOf([&] { RoiAlign(input, with({0, 0, 0, 1e9f, 4}), 1.0, 7, 7, 0, true); }),
+  EXPECT_THAT(ErrorOf([&] {
+                RoiAlign(input, with({0, 0, 0, 1e9f, 4}), 1.0, 7, 7, 0, true);
+              }),
               HasSubstr("sample positions, more than the supported"));
 }
 

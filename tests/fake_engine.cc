@@ -209,7 +209,8 @@ FakeEngine::~FakeEngine() {
 std::vector<ModelMetadata> FakeEngine::ListModels() const { return catalog_->models(); }
 
 absl::StatusOr<ModelMetadata> FakeEngine::GetModel(std::string_view name) const {
-  absl::StatusOr<const ModelMetadata*> model = catalog_->Find(absl::string_view(name.data(), name.size()), "name");
+  absl::StatusOr<const ModelMetadata*> model =
+      catalog_->Find(absl::string_view(name.data(), name.size()), "name");
   if (!model.ok()) return model.status();
   return **model;
 }

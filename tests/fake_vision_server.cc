@@ -39,8 +39,8 @@ int main(int argc, char** argv) {
   iis::AddServerFlags(app, &flags);
   iis::FakeEngineOptions engine_options;
   iis::common::AddDurationOption(app, "latency", &engine_options.latency,
-                                 "Simulated inference time of every request.",
-                                 absl::ZeroDuration(), absl::Hours(1));
+                                 "Simulated inference time of every request.", absl::ZeroDuration(),
+                                 absl::Hours(1));
   app.add_option(FlagNames("max-queue-size"), engine_options.max_queue_size,
                  "Requests accepted and unanswered beyond this: RESOURCE_EXHAUSTED.")
       ->check(IntegerIn(1, 1'000'000));
@@ -50,7 +50,8 @@ int main(int argc, char** argv) {
   absl::StatusOr<iis::common::CommandLineResult> parsed =
       iis::common::ParseCommandLine(app, iis::common::ArgsOf(argc, argv));
   if (!parsed.ok()) {
-    std::fprintf(stderr, "fake_vision_server: %s\n", std::string(parsed.status().message()).c_str());
+    std::fprintf(stderr, "fake_vision_server: %s\n",
+                 std::string(parsed.status().message()).c_str());
     return iis::kExitBadConfig;
   }
   if (*parsed == iis::common::CommandLineResult::kHelp) {

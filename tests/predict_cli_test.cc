@@ -38,7 +38,9 @@ RunResult Execute(const std::string& cmd) {
 
 std::string Predict() { return testing_paths::BinaryDir() + "/bin/internimage-predict"; }
 
-std::string TempPath(const std::string& name) { return ::testing::TempDir() + "/iis_predict_" + name; }
+std::string TempPath(const std::string& name) {
+  return ::testing::TempDir() + "/iis_predict_" + name;
+}
 
 void WriteInput(const std::string& path, int n, float seed, int height = 224, int width = 224) {
   models::NpyArray a;
@@ -72,27 +74,30 @@ bool MakeCheckpoint(const std::string& out, const std::string& extra) {
 TEST(PredictCliTest, ClassifiersTakeInputsOfAnySize) {
   const std::string in = TempPath("odd.npy"), out = TempPath("odd_out.npy");
   WriteInput(in, 2, 0.25f, 37, 61);
-  const RunResult r = Execute(Predict() + " --model internimage_t_1k_224 --input " + in +
-                              " --output " + out);
+  const RunResult r =
+      Execute(Predict() + " --model internimage_t_1k_224 --input " + in + " --output " + out);
   ASSERT_EQ(r.exit_code, 0) << r.output;
   std::vector<int64_t> shape;
   const std::vector<float> logits = ReadLogits(out, &shape);
   EXPECT_EQ(shape, (std::vector<int64_t>{2, 1000}));
   for (float v : logits) ASSERT_TRUE(std::isfinite(v));
   WriteInput(in, 1, 0.25f, 0, 5);
-  const RunResult empty = Execute(Predict() + " --model internimage_t_1k_224 --input " + in +
-                                  " --output " + out);
+  const RunResult empty =
+      Execute(Predict() + " --model internimage_t_1k_224 --input " + in + " --output " + out);
   EXPECT_EQ(empty.exit_code, 1);
   EXPECT_NE(empty.output.find("H, W >= 1"), std::string::npos) << empty.output;
 }
 
 TEST(PredictCliTest, NpyInOutWithRandomWeightsSaysSoAndIsDeterministic) {
-  const std::string in = TempPath("in.npy"), out1 = TempPath("out1.npy"), out2 = TempPath("out2.npy");
+  const std::string in = TempPath("in.npy"), out1 = TempPath("out1.npy"),
+                    out2 = TempPath("out2.npy");
   WriteInput(in, 2, 0.5f);
-  const RunResult a = Execute(Predict() + " --model internimage_t_1k_224 --input " + in + " --output " + out1);
+  const RunResult a =
+      Execute(Predict() + " --model internimage_t_1k_224 --input " + in + " --output " + out1);
   ASSERT_EQ(a.exit_code, 0) << a.output;
   EXPECT_NE(a.output.find("random"), std::string::npos) << a.output;
-  const RunResult b = Execute(Predict() + " --model internimage_t_1k_224 --input " + in + " --output " + out2);
+  const RunResult b =
+      Execute(Predict() + " --model internimage_t_1k_224 --input " + in + " --output " + out2);
   ASSERT_EQ(b.exit_code, 0) << b.output;
   std::vector<int64_t> s1, s2;
   const auto l1 = ReadLogits(out1, &s1), l2 = ReadLogits(out2, &s2);
@@ -100,22 +105,29 @@ TEST(PredictCliTest, NpyInOutWithRandomWeightsSaysSoAndIsDeterministic) {
   EXPECT_EQ(l1, l2);
   for (float v : l1) ASSERT_TRUE(std::isfinite(v));
   // The two images give different logits.
-  EXPECT_NE(std::vector<float>(l1.begin(), l1.begin() + 1000), std::vector<float>(l1.begin() + 1000, l1.end()));
+  EXPECT_NE(std::vector<float>(l1.begin(), l1.begin() + 1000),
+            std::vector<float>(l1.begin() + 1000, l1.end()));
 }
 
 TEST(PredictCliTest, OfficialLayoutCheckpointLoadsStrictly) {
   const std::string ckpt = TempPath("official_t.pth"), in = TempPath("in1.npy");
   ASSERT_TRUE(MakeCheckpoint(ckpt, "--prefix module.")) << "needs /usr/bin/python3 with torch";
   WriteInput(in, 1, 1.5f);
-  const std::string out_real = TempPath("real.npy"), out_ref = TempPath("ref.npy"), out_rand = TempPath("rand.npy");
-  const RunResult r = Execute(Predict() + " --model internimage_t_1k_224 --weights " + ckpt + " --input " +
-                        in + " --output " + out_real);
+  const std::string out_real = TempPath("real.npy"), out_ref = TempPath("ref.npy"),
+                    out_rand = TempPath("rand.npy");
+  const RunResult r = Execute(Predict() + " --model internimage_t_1k_224 --weights " + ckpt +
+                              " --input " + in + " --output " + out_real);
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_EQ(r.output.find("random"), std::string::npos) << r.output;
   // The plain ATen reference path gives the same logits from the same file.
   ASSERT_EQ(Execute(Predict() + " --model internimage_t_1k_224 --reference --weights " + ckpt +
-                    " --input " + in + " --output " + out_ref).exit_code, 0);
-  ASSERT_EQ(Execute(Predict() + " --model internimage_t_1k_224 --input " + in + " --output " + out_rand).exit_code, 0);
+                    " --input " + in + " --output " + out_ref)
+                .exit_code,
+            0);
+  ASSERT_EQ(
+      Execute(Predict() + " --model internimage_t_1k_224 --input " + in + " --output " + out_rand)
+          .exit_code,
+      0);
   std::vector<int64_t> shape;
   const auto real = ReadLogits(out_real, &shape), ref = ReadLogits(out_ref, &shape),
              rand = ReadLogits(out_rand, &shape);
@@ -132,21 +144,24 @@ TEST(PredictCliTest, MissingKeyIsReportedByName) {
   const std::string ckpt = TempPath("missing_t.pth"), in = TempPath("in2.npy");
   ASSERT_TRUE(MakeCheckpoint(ckpt, "--drop levels.2.blocks.7.dcn.offset.bias --dtype float16"));
   WriteInput(in, 1, 2.5f);
-  const RunResult r = Execute(Predict() + " --model internimage_t_1k_224 --weights " + ckpt + " --input " +
-                        in + " --output " + TempPath("never.npy"));
+  const RunResult r = Execute(Predict() + " --model internimage_t_1k_224 --weights " + ckpt +
+                              " --input " + in + " --output " + TempPath("never.npy"));
   EXPECT_EQ(r.exit_code, 1) << r.output;
   EXPECT_NE(r.output.find("levels.2.blocks.7.dcn.offset.bias"), std::string::npos) << r.output;
 }
 
 TEST(PredictCliTest, ImagesPrintTopFiveAndUsageErrorsExitTwo) {
-  const RunResult r = Execute(Predict() + " --model internimage_t_1k_224 --image /usr/lib/python3/dist-packages/skimage/data/chelsea.png");
+  const RunResult r = Execute(Predict() +
+                              " --model internimage_t_1k_224 --image "
+                              "/usr/lib/python3/dist-packages/skimage/data/chelsea.png");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("chelsea.png"), std::string::npos);
   EXPECT_NE(r.output.find("  5. "), std::string::npos) << r.output;
   EXPECT_EQ(Execute(Predict() + " --model nope --image x.png").exit_code, 2);
   EXPECT_EQ(Execute(Predict() + " --image x.png").exit_code, 2);
   EXPECT_EQ(Execute(Predict() + " --model internimage_t_1k_224 --input a.npy").exit_code, 2);
-  const RunResult bad = Execute(Predict() + " --model internimage_t_1k_224 --image /nonexistent.jpg");
+  const RunResult bad =
+      Execute(Predict() + " --model internimage_t_1k_224 --image /nonexistent.jpg");
   EXPECT_EQ(bad.exit_code, 1);
   EXPECT_NE(bad.output.find("/nonexistent.jpg"), std::string::npos) << bad.output;
 }

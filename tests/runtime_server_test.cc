@@ -6,8 +6,8 @@
 // server_test over a fake engine; this file checks what only the real runtime can show: answers of
 // real models mapped to the original images, batching that really forms batches and equals
 // unbatched runs, the queue limit, deadlines and cancellation in the queue, and the drain.
-#include <gtest/gtest.h>
 #include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
 
 #include <chrono>
 #include <cmath>
@@ -78,9 +78,9 @@ class RuntimeServerTest : public ::testing::Test {
     std::system(("mkdir -p " + *dir_ + " && rm -f " + *dir_ + "/*.port").c_str());
     std::ofstream(*dir_ + "/server.pbtxt") << kConfig;
     server_ = new testing_process::Process(
-        {testing_paths::BinaryDir() + "/bin/internimage-server", "--config=" + *dir_ + "/server.pbtxt",
-         "--host=127.0.0.1", "--port=0", "--metrics-port=0", "--port-file=" + *dir_ + "/grpc.port",
-         "--metrics-port-file=" + *dir_ + "/metrics.port"},
+        {testing_paths::BinaryDir() + "/bin/internimage-server",
+         "--config=" + *dir_ + "/server.pbtxt", "--host=127.0.0.1", "--port=0", "--metrics-port=0",
+         "--port-file=" + *dir_ + "/grpc.port", "--metrics-port-file=" + *dir_ + "/metrics.port"},
         *dir_ + "/server.log");
     port_ = testing_process::ReadPortFile(*dir_ + "/grpc.port", seconds(300), server_);
     metrics_port_ = testing_process::ReadPortFile(*dir_ + "/metrics.port", seconds(10), server_);
@@ -91,13 +91,14 @@ class RuntimeServerTest : public ::testing::Test {
   }
 
   void SetUp() override {
-    ASSERT_GT(port_, 0) << "the server did not start; log:\n" << ReadFileBytes(*dir_ + "/server.log");
+    ASSERT_GT(port_, 0) << "the server did not start; log:\n"
+                        << ReadFileBytes(*dir_ + "/server.log");
     ASSERT_TRUE(server_->Running()) << ReadFileBytes(*dir_ + "/server.log");
   }
 
   static std::unique_ptr<pb::VisionService::Stub> Stub() {
-    return pb::VisionService::NewStub(grpc::CreateChannel(
-        "127.0.0.1:" + std::to_string(port_), grpc::InsecureChannelCredentials()));
+    return pb::VisionService::NewStub(grpc::CreateChannel("127.0.0.1:" + std::to_string(port_),
+                                                          grpc::InsecureChannelCredentials()));
   }
 
   static std::map<std::string, double> Metrics() {
@@ -133,8 +134,9 @@ pb::Image RawRgb(const cv::Mat& bgr) {
   return image;
 }
 
-grpc::Status Classify(pb::VisionService::Stub& stub, const std::string& model, const pb::Image& image,
-                      pb::ClassifyResponse* out, milliseconds deadline = milliseconds(120000)) {
+grpc::Status Classify(pb::VisionService::Stub& stub, const std::string& model,
+                      const pb::Image& image, pb::ClassifyResponse* out,
+                      milliseconds deadline = milliseconds(120000)) {
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + deadline);
   pb::ClassifyRequest req;
@@ -172,8 +174,8 @@ TEST_F(RuntimeServerTest, ClassifyEncodedAndRawGiveTheSameAnswer) {
 }
 
 TEST_F(RuntimeServerTest, ConcurrentRequestsFormBatchesThatEqualSingleRuns) {
-  const char* names[] = {"chelsea.png", "coffee.png", "astronaut.png", "rocket.jpg",
-                         "motorcycle_left.png", "horse.png"};
+  const char* names[] = {"chelsea.png", "coffee.png",          "astronaut.png",
+                         "rocket.jpg",  "motorcycle_left.png", "horse.png"};
   auto stub = Stub();
   std::vector<std::vector<float>> single;
   for (const char* n : names) {
@@ -198,13 +200,15 @@ TEST_F(RuntimeServerTest, ConcurrentRequestsFormBatchesThatEqualSingleRuns) {
     ASSERT_TRUE(status.ok()) << status.error_message();
     max_batch = std::max(max_batch, r.metadata().batch_size());
     const auto p = Probabilities(r);
-    for (int c = 0; c < 1000; ++c) ASSERT_NEAR(p[c], single[i][c], 1e-5) << names[i] << " class " << c;
+    for (int c = 0; c < 1000; ++c)
+      ASSERT_NEAR(p[c], single[i][c], 1e-5) << names[i] << " class " << c;
   }
   EXPECT_GT(max_batch, 1);
   // The server's own batch-size histogram saw batches of more than one request.
   const auto after = Metrics();
   auto get = [](const std::map<std::string, double>& m, const char* which) {
-    return SampleOrZero(m, std::string("iis_batch_size_") + which + "{model=\"internimage_t_1k_224\"}");
+    return SampleOrZero(
+        m, std::string("iis_batch_size_") + which + "{model=\"internimage_t_1k_224\"}");
   };
   const double requests = get(after, "sum") - get(before, "sum");
   const double batches = get(after, "count") - get(before, "count");
@@ -435,7 +439,8 @@ TEST_F(RuntimeServerTest, CancelledRequestsNeverRun) {
   EXPECT_TRUE(busy.get().ok());
   std::this_thread::sleep_for(milliseconds(300));
   const auto after = Metrics();
-  const std::string forwards = "iis_batch_size_count{model=\"mask_rcnn_internimage_t_fpn_1x_coco\"}";
+  const std::string forwards =
+      "iis_batch_size_count{model=\"mask_rcnn_internimage_t_fpn_1x_coco\"}";
   EXPECT_EQ(SampleOrZero(after, forwards) - SampleOrZero(before, forwards), 1)
       << "the cancelled request must not have been run";
 }
@@ -454,9 +459,11 @@ TEST_F(RuntimeServerTest, BadImagesAreRejectedAndTheServerKeepsServing) {
   pb::ClassifyResponse r;
   std::string png = ReadFileBytes(kSkimage + "chelsea.png");
   const grpc::Status truncated = Classify(*stub, "", Encoded(png.substr(0, png.size() / 3)), &r);
-  EXPECT_EQ(truncated.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << truncated.error_message();
+  EXPECT_EQ(truncated.error_code(), grpc::StatusCode::INVALID_ARGUMENT)
+      << truncated.error_message();
   std::string corrupt = png;
-  for (size_t i = 200; i < corrupt.size(); i += 7) corrupt[i] = static_cast<char>(corrupt[i] ^ 0x5a);
+  for (size_t i = 200; i < corrupt.size(); i += 7)
+    corrupt[i] = static_cast<char>(corrupt[i] ^ 0x5a);
   const grpc::Status bad = Classify(*stub, "", Encoded(corrupt), &r);
   EXPECT_EQ(bad.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << bad.error_message();
   pb::Image tensor;

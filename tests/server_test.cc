@@ -733,8 +733,9 @@ TEST(ServerTest, ConcurrentCallsAreAllAnsweredAndCounted) {
   }
   const auto samples = server.Scrape();
   EXPECT_EQ(SampleOrZero(samples, RequestsKey("fake_classifier", "Classify", "OK")), kCalls);
-  EXPECT_EQ(SampleOrZero(samples, "iis_inflight_requests{method=\"Classify\",model=\"fake_classifier\"}"),
-            0);
+  EXPECT_EQ(
+      SampleOrZero(samples, "iis_inflight_requests{method=\"Classify\",model=\"fake_classifier\"}"),
+      0);
 }
 
 // ---- health and lifecycle --------------------------------------------------------------------
@@ -943,8 +944,8 @@ TEST(ServerTest, MetricsEndpointCountsEveryCall) {
   EXPECT_EQ(SampleOrZero(s, RequestsKey("fake_detector", "Detect", "OK")), 1);
   EXPECT_EQ(SampleOrZero(s, RequestsKey("", "ListModels", "OK")), 1);
   EXPECT_EQ(
-      SampleOrZero(s,
-             "iis_request_duration_seconds_count{method=\"Classify\",model=\"fake_classifier\"}"),
+      SampleOrZero(
+          s, "iis_request_duration_seconds_count{method=\"Classify\",model=\"fake_classifier\"}"),
       7);
   // The engine's stage instruments (recorded by the fake engine through the same Metrics).
   EXPECT_EQ(SampleOrZero(s, "iis_queue_duration_seconds_count{model=\"fake_classifier\"}"), 5);

@@ -323,8 +323,8 @@ int RunInference(const CliConfig& config, const std::shared_ptr<grpc::Channel>& 
     auto bytes = common::ReadFile("image", file);
     cv::Mat decoded;
     absl::Status local = bytes.status();
-    if (local.ok() && (config.request.raw || config.request.tensor_size > 0 ||
-                       !config.visualize_dir.empty())) {
+    if (local.ok() &&
+        (config.request.raw || config.request.tensor_size > 0 || !config.visualize_dir.empty())) {
       auto image = DecodeImage(file, *bytes);
       if (image.ok()) {
         decoded = *std::move(image);

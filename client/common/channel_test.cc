@@ -1,5 +1,5 @@
-#include "common/command_line.h"
 #include "client/common/channel.h"
+#include "common/command_line.h"
 
 #include <string>
 #include <utility>

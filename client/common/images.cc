@@ -107,11 +107,13 @@ void SetNormalizedTensor(const cv::Mat& bgr, int size, pb::Image* image) {
     const uint8_t* row = rgb.ptr<uint8_t>(y);
     for (int x = 0; x < size; ++x) {
       for (int c = 0; c < 3; ++c) {
-        chw[c * plane + static_cast<size_t>(y) * size + x] = (row[3 * x + c] / 255.0f - kMean[c]) / kStd[c];
+        chw[c * plane + static_cast<size_t>(y) * size + x] =
+            (row[3 * x + c] / 255.0f - kMean[c]) / kStd[c];
       }
     }
   }
-  tensor->set_data(std::string(reinterpret_cast<const char*>(chw.data()), chw.size() * sizeof(float)));
+  tensor->set_data(
+      std::string(reinterpret_cast<const char*>(chw.data()), chw.size() * sizeof(float)));
 }
 
 std::string MakeSyntheticJpeg(int width, int height, uint64_t seed) {

@@ -90,9 +90,9 @@ TEST_F(ImagesTest, NormalizedTensorIsFloatChwWithImageNetStatistics) {
   EXPECT_THAT(tensor.shape(), ElementsAre(3, 8, 8));
   ASSERT_EQ(tensor.data().size(), 3u * 8 * 8 * sizeof(float));
   const auto* v = reinterpret_cast<const float*>(tensor.data().data());
-  EXPECT_NEAR(v[0], (1.0f - 0.485f) / 0.229f, 1e-5);              // R plane first
-  EXPECT_NEAR(v[64], (128 / 255.0f - 0.456f) / 0.224f, 1e-5);      // G
-  EXPECT_NEAR(v[2 * 64 + 63], (0.0f - 0.406f) / 0.225f, 1e-5);     // B, last pixel
+  EXPECT_NEAR(v[0], (1.0f - 0.485f) / 0.229f, 1e-5);            // R plane first
+  EXPECT_NEAR(v[64], (128 / 255.0f - 0.456f) / 0.224f, 1e-5);   // G
+  EXPECT_NEAR(v[2 * 64 + 63], (0.0f - 0.406f) / 0.225f, 1e-5);  // B, last pixel
 }
 
 TEST_F(ImagesTest, RejectsUndecodableBytesAndBadSizes) {

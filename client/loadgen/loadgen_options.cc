@@ -105,13 +105,13 @@ void DeclareLoadgenArgs(CLI::App& app, LoadgenFlags* flags) {
 
   const std::string shape = "Load shape (one step per value; a list runs a sweep)";
   common::AddListOption(app, "concurrency", "N[,N...]",
-                "Closed loop: N calls always in flight (default 1).", IntegerIn(1, kMaxConcurrency),
-                &flags->concurrency)
+                        "Closed loop: N calls always in flight (default 1).",
+                        IntegerIn(1, kMaxConcurrency), &flags->concurrency)
       ->group(shape);
   common::AddListOption(app, "rate", "R[,R...]",
-                "Open loop: R calls per second; latency is measured from the INTENDED send "
-                "time, so the generator's own delays are never hidden.",
-                NumberIn(0.001, kMaxRate), &flags->rates)
+                        "Open loop: R calls per second; latency is measured from the INTENDED send "
+                        "time, so the generator's own delays are never hidden.",
+                        NumberIn(0.001, kMaxRate), &flags->rates)
       ->group(shape);
   AddParsedOption(app, "arrivals", "Open loop: poisson (default) or constant inter-arrival times.",
                   ParseArrivalProcess, &flags->arrivals)
@@ -157,13 +157,13 @@ void DeclareLoadgenArgs(CLI::App& app, LoadgenFlags* flags) {
       ->type_name("RPC")
       ->group("Requests");
   common::AddListOption(app, "synthetic", "WxH[,WxH...]",
-                "Generated JPEGs of these sizes (default 640x480 when no image is given).",
-                [flags](absl::string_view item) -> absl::Status {
-                  absl::StatusOr<ImageSize> size = ParseImageSize("--synthetic", item);
-                  if (!size.ok()) return size.status();
-                  flags->synthetic.push_back(*size);
-                  return absl::OkStatus();
-                })
+                        "Generated JPEGs of these sizes (default 640x480 when no image is given).",
+                        [flags](absl::string_view item) -> absl::Status {
+                          absl::StatusOr<ImageSize> size = ParseImageSize("--synthetic", item);
+                          if (!size.ok()) return size.status();
+                          flags->synthetic.push_back(*size);
+                          return absl::OkStatus();
+                        })
       ->group("Requests");
   AddRequestOptions(app, &flags->request);
 

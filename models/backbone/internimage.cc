@@ -30,17 +30,19 @@ Dcnv3Mixer::Dcnv3Mixer(int64_t channels_, int64_t groups_, int64_t dw_kernel_siz
       center_feature_scale(center_feature_scale_) {
   // Own parameters first: the official state dict lists them before the submodules.
   if (center_feature_scale) {
-    center_feature_scale_proj_weight = register_parameter(
-        "center_feature_scale_proj_weight", at::zeros({groups, channels}, ParameterOptions()), false);
-    center_feature_scale_proj_bias =
-        register_parameter("center_feature_scale_proj_bias", at::zeros({groups}, ParameterOptions()), false);
+    center_feature_scale_proj_weight =
+        register_parameter("center_feature_scale_proj_weight",
+                           at::zeros({groups, channels}, ParameterOptions()), false);
+    center_feature_scale_proj_bias = register_parameter(
+        "center_feature_scale_proj_bias", at::zeros({groups}, ParameterOptions()), false);
   }
   auto dw = register_module("dw_conv", std::make_shared<torch::nn::Module>());
   dw_conv = dw->register_module(
       "0", std::make_shared<Conv2d>(channels, channels, dw_kernel_size, 1, (dw_kernel_size - 1) / 2,
                                     /*groups=*/channels));
   dw_norm = RegisterIndexed(*dw, "1", 1, std::make_shared<LayerNorm>(channels, 1e-6));
-  offset = register_module("offset", std::make_shared<Linear>(channels, groups * kernel_points * 2));
+  offset =
+      register_module("offset", std::make_shared<Linear>(channels, groups * kernel_points * 2));
   mask = register_module("mask", std::make_shared<Linear>(channels, groups * kernel_points));
   input_proj = register_module("input_proj", std::make_shared<Linear>(channels, channels));
   output_proj = register_module("output_proj", std::make_shared<Linear>(channels, channels));
@@ -60,8 +62,8 @@ at::Tensor Dcnv3Mixer::forward(const at::Tensor& x) const {
   at::Tensor y = ops::Dcnv3Softmax(value, off, mask_logits, p);
   if (center_feature_scale) {
     // s = sigmoid(x1 W^T + b) per group, broadcast over the group's channels.
-    at::Tensor s = at::sigmoid(at::linear(x1, center_feature_scale_proj_weight,
-                                          center_feature_scale_proj_bias));
+    at::Tensor s = at::sigmoid(
+        at::linear(x1, center_feature_scale_proj_weight, center_feature_scale_proj_bias));
     s = s.repeat_interleave(channels / groups, /*dim=*/-1);
     y = y * (1 - s) + value * s;
   }
@@ -77,17 +79,19 @@ InternImageLayer::InternImageLayer(const InternImageConfig& c, int level)
     gamma2 = register_parameter("gamma2", at::ones({ch}, ParameterOptions()), false);
   }
   norm1 = RegisterIndexed(*this, "norm1", 0, std::make_shared<LayerNorm>(ch, 1e-6));
-  dcn = register_module("dcn", std::make_shared<Dcnv3Mixer>(ch, c.groups[level], c.dw_kernel_size,
-                                                           c.offset_scale, c.center_feature_scale,
-                                                           c.remove_center));
+  dcn = register_module(
+      "dcn", std::make_shared<Dcnv3Mixer>(ch, c.groups[level], c.dw_kernel_size, c.offset_scale,
+                                          c.center_feature_scale, c.remove_center));
   norm2 = RegisterIndexed(*this, "norm2", 0, std::make_shared<LayerNorm>(ch, 1e-6));
   auto mlp = register_module("mlp", std::make_shared<torch::nn::Module>());
   const auto hidden = static_cast<int64_t>(ch * c.mlp_ratio);
   fc1 = mlp->register_module("fc1", std::make_shared<Linear>(ch, hidden));
   fc2 = mlp->register_module("fc2", std::make_shared<Linear>(hidden, ch));
   if (res_post_norm) {
-    res_post_norm1 = RegisterIndexed(*this, "res_post_norm1", 0, std::make_shared<LayerNorm>(ch, 1e-6));
-    res_post_norm2 = RegisterIndexed(*this, "res_post_norm2", 0, std::make_shared<LayerNorm>(ch, 1e-6));
+    res_post_norm1 =
+        RegisterIndexed(*this, "res_post_norm1", 0, std::make_shared<LayerNorm>(ch, 1e-6));
+    res_post_norm2 =
+        RegisterIndexed(*this, "res_post_norm2", 0, std::make_shared<LayerNorm>(ch, 1e-6));
   }
 }
 
@@ -125,7 +129,8 @@ InternImageLevel::InternImageLevel(const InternImageConfig& c, int level) {
     blocks.push_back(blocks_list->register_module(std::to_string(j),
                                                   std::make_shared<InternImageLayer>(c, level)));
   }
-  if (c.HasLevelNorm()) norm = RegisterIndexed(*this, "norm", 0, std::make_shared<LayerNorm>(ch, 1e-6));
+  if (c.HasLevelNorm())
+    norm = RegisterIndexed(*this, "norm", 0, std::make_shared<LayerNorm>(ch, 1e-6));
   if (level == 2 && !c.level2_post_norm_block_ids.empty()) {
     post_norm_block_ids = c.level2_post_norm_block_ids;
     auto list = register_module("post_norms", std::make_shared<torch::nn::Module>());
@@ -146,8 +151,10 @@ std::pair<at::Tensor, at::Tensor> InternImageLevel::forward(const at::Tensor& in
   at::Tensor x = input;
   for (size_t j = 0; j < blocks.size(); ++j) {
     x = blocks[j]->forward(x);
-    auto it = std::find(post_norm_block_ids.begin(), post_norm_block_ids.end(), static_cast<int>(j));
-    if (it != post_norm_block_ids.end()) x = post_norms[it - post_norm_block_ids.begin()]->forward(x);
+    auto it =
+        std::find(post_norm_block_ids.begin(), post_norm_block_ids.end(), static_cast<int>(j));
+    if (it != post_norm_block_ids.end())
+      x = post_norms[it - post_norm_block_ids.begin()]->forward(x);
   }
   if (norm) x = norm->forward(x);
   at::Tensor next;
@@ -159,9 +166,11 @@ std::pair<at::Tensor, at::Tensor> InternImageLevel::forward(const at::Tensor& in
 
 // ---------------------------------------------------------------------------------------------
 StemLayer::StemLayer(int64_t in_channels, int64_t out_channels) {
-  conv1 = register_module("conv1", std::make_shared<Conv2d>(in_channels, out_channels / 2, 3, 2, 1));
+  conv1 =
+      register_module("conv1", std::make_shared<Conv2d>(in_channels, out_channels / 2, 3, 2, 1));
   norm1 = RegisterIndexed(*this, "norm1", 1, std::make_shared<LayerNorm>(out_channels / 2, 1e-6));
-  conv2 = register_module("conv2", std::make_shared<Conv2d>(out_channels / 2, out_channels, 3, 2, 1));
+  conv2 =
+      register_module("conv2", std::make_shared<Conv2d>(out_channels / 2, out_channels, 3, 2, 1));
   norm2 = RegisterIndexed(*this, "norm2", 1, std::make_shared<LayerNorm>(out_channels, 1e-6));
 }
 
@@ -225,11 +234,11 @@ InternImage::InternImage(const InternImageConfig& config, int64_t num_classes)
     head = register_module("head", std::make_shared<Linear>(widened, num_classes_));
   } else {
     constexpr int64_t kEmbed = 1024, kStride = 2, kHeads = 16, kClipDim = 768;
-    dcnv3_head_x4 = RegisterIndexed(
-        *this, "dcnv3_head_x4", 0,
-        std::make_shared<Conv2d>(features, kEmbed * kStride * kStride, 1, 1, 0));
-    dcnv3_head_x3 = register_module("dcnv3_head_x3",
-                                    std::make_shared<Conv2d>(features / 2, kEmbed, 1, 1, 0));
+    dcnv3_head_x4 =
+        RegisterIndexed(*this, "dcnv3_head_x4", 0,
+                        std::make_shared<Conv2d>(features, kEmbed * kStride * kStride, 1, 1, 0));
+    dcnv3_head_x3 =
+        register_module("dcnv3_head_x3", std::make_shared<Conv2d>(features / 2, kEmbed, 1, 1, 0));
     clip_projector = register_module("clip_projector",
                                      std::make_shared<AttentionPooling>(kEmbed, kHeads, kClipDim));
     fc_norm = RegisterIndexed(*this, "fc_norm", 0, std::make_shared<LayerNorm>(kClipDim, 1e-6));
@@ -265,6 +274,8 @@ at::Tensor InternImage::HeadLogits(const std::vector<at::Tensor>& lv) const {
   return head->forward(x);
 }
 
-at::Tensor InternImage::ForwardLogits(const at::Tensor& x) const { return HeadLogits(ForwardLevels(x)); }
+at::Tensor InternImage::ForwardLogits(const at::Tensor& x) const {
+  return HeadLogits(ForwardLevels(x));
+}
 
 }  // namespace iis::models::backbone

@@ -55,7 +55,7 @@ class InternImageLayer : public torch::nn::Module {
   at::Tensor gamma1, gamma2;  // (C) when layer_scale
   std::shared_ptr<LayerNorm> norm1, norm2;
   std::shared_ptr<Dcnv3Mixer> dcn;
-  std::shared_ptr<Linear> fc1, fc2;                        // mlp.fc1 / mlp.fc2 (GELU between)
+  std::shared_ptr<Linear> fc1, fc2;                           // mlp.fc1 / mlp.fc2 (GELU between)
   std::shared_ptr<LayerNorm> res_post_norm1, res_post_norm2;  // when res_post_norm
 };
 
@@ -95,7 +95,7 @@ class AttentionPooling : public torch::nn::Module {
 
   int64_t num_heads;
   std::shared_ptr<LayerNorm> norm1_q, norm1_k, norm1_v;
-  at::Tensor q_bias, k_bias, v_bias;     // cross_dcn.{q,k,v}_bias
+  at::Tensor q_bias, k_bias, v_bias;      // cross_dcn.{q,k,v}_bias
   std::shared_ptr<Linear> q, k, v, proj;  // cross_dcn.{q,k,v} (no bias), cross_dcn.proj
 };
 

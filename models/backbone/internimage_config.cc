@@ -53,10 +53,14 @@ InternImageConfig OfficialDenseConfig(const std::string& variant) {
 }
 
 void ValidateConfig(const InternImageConfig& c) {
-  auto fail = [](const std::string& what) { throw std::invalid_argument("InternImageConfig: " + what); };
+  auto fail = [](const std::string& what) {
+    throw std::invalid_argument("InternImageConfig: " + what);
+  };
   if (c.channels <= 0) fail("channels must be > 0, got " + std::to_string(c.channels));
-  if (c.depths.size() != 4) fail("depths must have 4 entries, got " + std::to_string(c.depths.size()));
-  if (c.groups.size() != 4) fail("groups must have 4 entries, got " + std::to_string(c.groups.size()));
+  if (c.depths.size() != 4)
+    fail("depths must have 4 entries, got " + std::to_string(c.depths.size()));
+  if (c.groups.size() != 4)
+    fail("groups must have 4 entries, got " + std::to_string(c.groups.size()));
   for (int i = 0; i < 4; ++i) {
     if (c.depths[i] <= 0) fail("depths[" + std::to_string(i) + "] must be > 0");
     if (c.groups[i] <= 0 || c.LevelChannels(i) % c.groups[i] != 0) {

@@ -17,17 +17,15 @@
 #include <sstream>
 #include <string>
 
-#include "models/cpu/internimage_cpu_plan.h"
 #include "models/backbone/internimage.h"
+#include "models/cpu/internimage_cpu_plan.h"
 #include "models/npy.h"
 #include "models/weights.h"
 
 namespace iis::models::backbone {
 namespace {
 
-std::string FixtureDir() {
-  return testing_paths::SourceDir() + "/tests/fixtures/internimage/";
-}
+std::string FixtureDir() { return testing_paths::SourceDir() + "/tests/fixtures/internimage/"; }
 
 at::Tensor LoadArray(const std::string& path) {
   const NpyArray a = ReadNpy(path);

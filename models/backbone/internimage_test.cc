@@ -56,7 +56,8 @@ TEST(InternImageTest, LevelShapesAndLogits) {
   ASSERT_EQ(levels.size(), 4u);
   const int64_t strides[] = {4, 8, 16, 32};
   for (int i = 0; i < 4; ++i) {
-    EXPECT_EQ(levels[i].sizes(), (at::IntArrayRef{2, c.LevelChannels(i), 96 / strides[i], 160 / strides[i]}));
+    EXPECT_EQ(levels[i].sizes(),
+              (at::IntArrayRef{2, c.LevelChannels(i), 96 / strides[i], 160 / strides[i]}));
     EXPECT_TRUE(levels[i].is_contiguous());
     EXPECT_TRUE(at::isfinite(levels[i]).all().item<bool>());
   }

@@ -14,9 +14,9 @@
 
 #include <chrono>
 
+#include "models/bench/peak_rss.h"
 #include "models/dense_batch.h"
 #include "models/detection/mask_rcnn.h"
-#include "models/bench/peak_rss.h"
 #include "models/registry.h"
 #include "models/segmentation/upernet.h"
 #include "models/weights.h"

@@ -8,10 +8,10 @@
 #include <ATen/Parallel.h>
 #include <benchmark/benchmark.h>
 
+#include "models/bench/peak_rss.h"
 #include "models/classification/classifier.h"
 #include "models/cpu/internimage_cpu_plan.h"
 #include "models/layers.h"
-#include "models/bench/peak_rss.h"
 #include "models/registry.h"
 
 namespace iis::models {
@@ -26,8 +26,10 @@ void BM_InternImageT(benchmark::State& state) {
   auto model = std::make_shared<models::backbone::InternImage>(arch->backbone, arch->num_classes);
   InitRandomWeights(*model, 0);
   std::unique_ptr<cpu::InternImageCpuPlan> plan;
-  if (kind == 0) plan = std::make_unique<cpu::InternImageCpuPlan>(model, cpu::CpuLinear::Backend::kDefault);
-  if (kind == 1) plan = std::make_unique<cpu::InternImageCpuPlan>(model, cpu::CpuLinear::Backend::kAten);
+  if (kind == 0)
+    plan = std::make_unique<cpu::InternImageCpuPlan>(model, cpu::CpuLinear::Backend::kDefault);
+  if (kind == 1)
+    plan = std::make_unique<cpu::InternImageCpuPlan>(model, cpu::CpuLinear::Backend::kAten);
   at::InferenceMode guard;
   const at::Tensor x = at::randn({batch, 3, 224, 224});
   auto run = [&] { return plan ? plan->ForwardLogits(x) : model->ForwardLogits(x); };
@@ -35,16 +37,19 @@ void BM_InternImageT(benchmark::State& state) {
   for (auto _ : state) {
     benchmark::DoNotOptimize(run());
   }
-  state.counters["images_per_second"] =
-      benchmark::Counter(static_cast<double>(batch) * state.iterations(), benchmark::Counter::kIsRate);
+  state.counters["images_per_second"] = benchmark::Counter(
+      static_cast<double>(batch) * state.iterations(), benchmark::Counter::kIsRate);
   state.counters["peak_rss_mb"] = bench::PeakRssMb();
 }
 
 BENCHMARK(BM_InternImageT)
     ->ArgNames({"batch", "path"})
-    ->Args({1, 0})->Args({8, 0})
-    ->Args({1, 1})->Args({8, 1})
-    ->Args({1, 2})->Args({8, 2})
+    ->Args({1, 0})
+    ->Args({8, 0})
+    ->Args({1, 1})
+    ->Args({8, 1})
+    ->Args({1, 2})
+    ->Args({8, 2})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime()
     ->MinTime(3.0);

@@ -103,7 +103,8 @@ int main(int argc, char** argv) {
     for (const char* flag : {"--pth=", "--safetensors="}) {
       if (arg.rfind(flag, 0) == 0) {
         const std::string path = arg.substr(std::strlen(flag));
-        iis::models::checkpoint::RegisterFile(std::filesystem::path(path).filename().string(), path);
+        iis::models::checkpoint::RegisterFile(std::filesystem::path(path).filename().string(),
+                                              path);
         known = true;
       }
     }

@@ -66,9 +66,7 @@ class HeaderChecker {
   bool boolean(bool /*value*/) { return true; }
   bool number_integer(Json::number_integer_t /*value*/) { return true; }
   bool number_unsigned(Json::number_unsigned_t /*value*/) { return true; }
-  bool number_float(Json::number_float_t /*value*/, const Json::string_t& /*text*/) {
-    return true;
-  }
+  bool number_float(Json::number_float_t /*value*/, const Json::string_t& /*text*/) { return true; }
   bool string(Json::string_t& /*value*/) { return true; }
   bool binary(Json::binary_t& /*value*/) { return true; }
 

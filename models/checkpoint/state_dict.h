@@ -1,8 +1,8 @@
 // Loading model weights from checkpoint files: the state-dict API of models/checkpoint/.
 //
-//   iis::models::checkpoint::Checkpoint file = iis::models::checkpoint::LoadCheckpoint("upernet_t.pth");
-//   iis::models::checkpoint::ApplyOptions options;
-//   options.ignore_prefixes = {"auxiliary_head."};
+//   iis::models::checkpoint::Checkpoint file =
+//   iis::models::checkpoint::LoadCheckpoint("upernet_t.pth"); iis::models::checkpoint::ApplyOptions
+//   options; options.ignore_prefixes = {"auxiliary_head."};
 //   iis::models::checkpoint::ApplyStateDict(*model, file.weights, options);
 //
 // Formats: torch.save zip archives (PyTorch >= 1.6, what the official InternImage, mmdetection

@@ -9,8 +9,8 @@
 
 #include <ATen/core/Tensor.h>
 
-#include "models/cpu/internimage_cpu_plan.h"
 #include "models/backbone/internimage.h"
+#include "models/cpu/internimage_cpu_plan.h"
 #include "models/registry.h"
 #include "models/run_options.h"
 

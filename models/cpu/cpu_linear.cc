@@ -123,8 +123,8 @@ CpuLinear::CpuLinear(const at::Tensor& weight, const at::Tensor& bias, Epilogue 
 void CpuLinear::Run(const at::Tensor& src, const at::Tensor& dst) const {
   TORCH_CHECK(src.dim() == 2 && src.size(1) == k_ && src.stride(1) == 1 &&
                   src.scalar_type() == at::kFloat && src.device().is_cpu(),
-              "CpuLinear: src must be a CPU fp32 (M, ", k_, ") matrix with unit column stride, got ",
-              src.sizes(), " ", src.scalar_type());
+              "CpuLinear: src must be a CPU fp32 (M, ", k_,
+              ") matrix with unit column stride, got ", src.sizes(), " ", src.scalar_type());
   TORCH_CHECK(dst.dim() == 2 && dst.size(0) == src.size(0) && dst.size(1) == n_ &&
                   dst.stride(1) == 1 && dst.scalar_type() == at::kFloat,
               "CpuLinear: dst must be an fp32 (", src.size(0), ", ", n_,

@@ -8,12 +8,12 @@ namespace iis::models::cpu {
 using ops::cpu::BestIsa;
 using ops::cpu::Isa;
 
-#define IIS_DISPATCH(fn, ...)                                             \
-  switch (BestIsa()) {                                                    \
-    IIS_CASE_AVX512(fn, __VA_ARGS__)                                      \
-    IIS_CASE_AVX2(fn, __VA_ARGS__)                                        \
-    default:                                                              \
-      return isa_baseline::fn(__VA_ARGS__);                               \
+#define IIS_DISPATCH(fn, ...)               \
+  switch (BestIsa()) {                      \
+    IIS_CASE_AVX512(fn, __VA_ARGS__)        \
+    IIS_CASE_AVX2(fn, __VA_ARGS__)          \
+    default:                                \
+      return isa_baseline::fn(__VA_ARGS__); \
   }
 
 #if defined(IIS_HAVE_ISA_avx512)

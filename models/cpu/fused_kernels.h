@@ -42,14 +42,14 @@ struct DwConvLnGeluParams {
 void DwConvLnGeluRows(const DwConvLnGeluParams& p, int64_t begin, int64_t end);
 
 // Per-ISA variants (only those compiled in are defined).
-#define IIS_FUSED_KERNELS_DECLARE(ns)                                                           \
-  namespace ns {                                                                                \
-  void LayerNormRows(const float* in, int64_t in_stride, float* out, int64_t out_stride,        \
-                     const LayerNormParams& ln, int64_t begin, int64_t end);                    \
-  void AddScaledLayerNormRows(float* x, int64_t x_stride, const float* t, int64_t t_stride,     \
-                              const float* scale, const LayerNormParams& ln, int64_t begin,     \
-                              int64_t end);                                                     \
-  void DwConvLnGeluRows(const DwConvLnGeluParams& p, int64_t begin, int64_t end);               \
+#define IIS_FUSED_KERNELS_DECLARE(ns)                                                       \
+  namespace ns {                                                                            \
+  void LayerNormRows(const float* in, int64_t in_stride, float* out, int64_t out_stride,    \
+                     const LayerNormParams& ln, int64_t begin, int64_t end);                \
+  void AddScaledLayerNormRows(float* x, int64_t x_stride, const float* t, int64_t t_stride, \
+                              const float* scale, const LayerNormParams& ln, int64_t begin, \
+                              int64_t end);                                                 \
+  void DwConvLnGeluRows(const DwConvLnGeluParams& p, int64_t begin, int64_t end);           \
   }
 IIS_FUSED_KERNELS_DECLARE(isa_avx512)
 IIS_FUSED_KERNELS_DECLARE(isa_avx2)

@@ -62,8 +62,8 @@ void AddScaledLayerNormRows(float* x, int64_t x_stride, const float* t, int64_t 
     RowMoments(tr, c, ln.eps, &mean, &rstd);
     int64_t i = 0;
     for (; i + kLanes <= c; i += kLanes) {
-      VecF n = (simd::Load(tr + i) - mean) * rstd * simd::Load(ln.weight + i) +
-               simd::Load(ln.bias + i);
+      VecF n =
+          (simd::Load(tr + i) - mean) * rstd * simd::Load(ln.weight + i) + simd::Load(ln.bias + i);
       if (scale != nullptr) n *= simd::Load(scale + i);
       simd::Store(xr + i, simd::Load(xr + i) + n);
     }

@@ -33,7 +33,8 @@ class StageProfile {
     if (!enabled_) return;
     double all = 0;
     for (const auto& [k, v] : totals_) all += v;
-    for (const auto& [k, v] : totals_) std::fprintf(stderr, "[plan profile] %-14s %9.3f s  %5.1f%%\n", k.c_str(), v, 100 * v / all);
+    for (const auto& [k, v] : totals_)
+      std::fprintf(stderr, "[plan profile] %-14s %9.3f s  %5.1f%%\n", k.c_str(), v, 100 * v / all);
   }
 
  private:
@@ -50,7 +51,8 @@ class ScopedStage {
   }
   ~ScopedStage() {
     if (!StageProfile::Get().enabled()) return;
-    StageProfile::Get().Add(name_, std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count());
+    StageProfile::Get().Add(
+        name_, std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count());
   }
 
  private:
@@ -108,12 +110,12 @@ struct InternImageCpuPlan::Block {
   int64_t om_channels = 0;  // G*K*2 + G*K (+ G with centre feature scale)
   bool center_feature_scale = false;
   // Residual style, mirroring InternImageLayer::forward.
-  bool fold_into_residual = false;  // pre-norm: gamma folded, residual fused into the matmul
+  bool fold_into_residual = false;       // pre-norm: gamma folded, residual fused into the matmul
   const LayerNorm* pre_norm1 = nullptr;  // applied to x before the branch (or null)
   const LayerNorm* pre_norm2 = nullptr;
   const LayerNorm* post_norm1 = nullptr;  // applied to the branch output (or null)
   const LayerNorm* post_norm2 = nullptr;
-  at::Tensor post_scale1, post_scale2;    // gamma for post-norm with layer scale
+  at::Tensor post_scale1, post_scale2;  // gamma for post-norm with layer scale
   std::unique_ptr<CpuLinear> input_proj, offset_mask, output_proj, fc1, fc2;
   at::Tensor dw_weight;  // (k, k, C)
   at::Tensor dw_bias;
@@ -169,8 +171,8 @@ InternImageCpuPlan::InternImageCpuPlan(std::shared_ptr<const models::backbone::I
       b->dw_weight = dcn.dw_conv->weight.squeeze(1).permute({1, 2, 0}).contiguous();  // (k, k, C)
       b->dw_bias = dcn.dw_conv->bias.contiguous();
 
-      const bool pre_norm = layer->layer_scale ? !layer->post_norm
-                                               : !layer->post_norm && !layer->res_post_norm;
+      const bool pre_norm =
+          layer->layer_scale ? !layer->post_norm : !layer->post_norm && !layer->res_post_norm;
       if (pre_norm) {
         // x = x + gamma * (y W^T + b) == x + y (gamma W)^T + gamma b: fold, fuse the residual.
         at::Tensor g = layer->layer_scale ? layer->gamma1 : at::ones({b->channels});
@@ -178,16 +180,16 @@ InternImageCpuPlan::InternImageCpuPlan(std::shared_ptr<const models::backbone::I
         b->fold_into_residual = true;
         b->pre_norm1 = layer->norm1.get();
         b->pre_norm2 = layer->norm2.get();
-        b->output_proj = std::make_unique<CpuLinear>(
-            dcn.output_proj->weight * g.unsqueeze(1), dcn.output_proj->bias * g, Epi::kBiasAccumulate,
-            backend);
+        b->output_proj =
+            std::make_unique<CpuLinear>(dcn.output_proj->weight * g.unsqueeze(1),
+                                        dcn.output_proj->bias * g, Epi::kBiasAccumulate, backend);
         b->fc2 = std::make_unique<CpuLinear>(layer->fc2->weight * g2.unsqueeze(1),
                                              layer->fc2->bias * g2, Epi::kBiasAccumulate, backend);
       } else {
         b->output_proj = std::make_unique<CpuLinear>(dcn.output_proj->weight, dcn.output_proj->bias,
                                                      Epi::kBias, backend);
-        b->fc2 = std::make_unique<CpuLinear>(layer->fc2->weight, layer->fc2->bias, Epi::kBias,
-                                             backend);
+        b->fc2 =
+            std::make_unique<CpuLinear>(layer->fc2->weight, layer->fc2->bias, Epi::kBias, backend);
         if (layer->post_norm) {  // x = x + [gamma *] norm(branch(x))
           b->post_norm1 = layer->norm1.get();
           b->post_norm2 = layer->norm2.get();
@@ -337,7 +339,8 @@ std::vector<at::Tensor> InternImageCpuPlan::ForwardLevels(const at::Tensor& inpu
     for (size_t j = 0; j < level->blocks.size(); ++j) {
       rows = RunBlock(*level->blocks[j], rows, n, h, w);
       for (size_t k = 0; k < lv.post_norm_block_ids.size(); ++k) {
-        if (lv.post_norm_block_ids[k] == static_cast<int>(j)) LayerNormInto(rows, rows, *lv.post_norms[k]);
+        if (lv.post_norm_block_ids[k] == static_cast<int>(j))
+          LayerNormInto(rows, rows, *lv.post_norms[k]);
       }
     }
     if (lv.norm) LayerNormInto(rows, rows, *lv.norm);

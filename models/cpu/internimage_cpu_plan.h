@@ -17,8 +17,8 @@
 
 #include <ATen/core/Tensor.h>
 
-#include "models/cpu/cpu_linear.h"
 #include "models/backbone/internimage.h"
+#include "models/cpu/cpu_linear.h"
 
 namespace iis::models::cpu {
 

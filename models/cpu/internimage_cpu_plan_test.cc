@@ -32,10 +32,12 @@ std::vector<PlanCase> Cases() {
   l.channels = 48, l.depths = {1, 1, 1, 1}, l.groups = {3, 6, 12, 24};
   cases.push_back({"L_offset_scale_2", l, 5});
   models::backbone::InternImageConfig h = models::backbone::OfficialClassificationConfig("h");
-  h.channels = 32, h.depths = {1, 1, 3, 1}, h.groups = {1, 2, 4, 8}, h.level2_post_norm_block_ids = {0, 2};
+  h.channels = 32, h.depths = {1, 1, 3, 1}, h.groups = {1, 2, 4, 8},
+  h.level2_post_norm_block_ids = {0, 2};
   cases.push_back({"H_res_post_norm_cfs_clip_head", h, 7});
   models::backbone::InternImageConfig g = models::backbone::OfficialClassificationConfig("g");
-  g.channels = 32, g.depths = {1, 1, 2, 1}, g.groups = {2, 4, 8, 16}, g.level2_post_norm_block_ids = {1};
+  g.channels = 32, g.depths = {1, 1, 2, 1}, g.groups = {2, 4, 8, 16},
+  g.level2_post_norm_block_ids = {1};
   cases.push_back({"G_postnorm_cfs_clip_head", g, 7});
   return cases;
 }
@@ -48,7 +50,8 @@ class CpuPlanTest : public ::testing::TestWithParam<std::tuple<int, CpuLinear::B
 
 TEST_P(CpuPlanTest, EqualsTheReferenceForward) {
   const auto [index, backend] = GetParam();
-  if (backend == CpuLinear::Backend::kOneDnn && !CpuLinear::HasOneDnn()) GTEST_SKIP() << "no oneDNN";
+  if (backend == CpuLinear::Backend::kOneDnn && !CpuLinear::HasOneDnn())
+    GTEST_SKIP() << "no oneDNN";
   const PlanCase c = Cases()[index];
   SCOPED_TRACE(c.name);
   auto model = std::make_shared<models::backbone::InternImage>(c.config, c.num_classes);
@@ -68,10 +71,10 @@ TEST_P(CpuPlanTest, EqualsTheReferenceForward) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    AllVariants, CpuPlanTest,
-    ::testing::Combine(::testing::Range(0, 6),
-                       ::testing::Values(CpuLinear::Backend::kOneDnn, CpuLinear::Backend::kAten)));
+INSTANTIATE_TEST_SUITE_P(AllVariants, CpuPlanTest,
+                         ::testing::Combine(::testing::Range(0, 6),
+                                            ::testing::Values(CpuLinear::Backend::kOneDnn,
+                                                              CpuLinear::Backend::kAten)));
 
 TEST(CpuPlanIsaTest, EveryCompiledIsaGivesTheSameLogits) {
   models::backbone::InternImageConfig c = models::backbone::OfficialClassificationConfig("t");
@@ -84,7 +87,8 @@ TEST(CpuPlanIsaTest, EveryCompiledIsaGivesTheSameLogits) {
   const at::Tensor want = model->ForwardLogits(x);
   for (auto isa : {ops::cpu::Isa::kBaseline, ops::cpu::Isa::kAvx2, ops::cpu::Isa::kAvx512}) {
     ops::cpu::ScopedIsaOverride cap(isa);
-    EXPECT_LT(RelativeError(plan.ForwardLogits(x), want), 1e-4) << ops::cpu::IsaName(ops::cpu::BestIsa());
+    EXPECT_LT(RelativeError(plan.ForwardLogits(x), want), 1e-4)
+        << ops::cpu::IsaName(ops::cpu::BestIsa());
   }
 }
 

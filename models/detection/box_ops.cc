@@ -36,8 +36,8 @@ at::Tensor BaseAnchors(int64_t stride) {
 }
 
 at::Tensor GridAnchors(int64_t stride, int64_t height, int64_t width) {
-  TORCH_CHECK(height >= 0 && width >= 0, "GridAnchors: feature map size must be >= 0, got ",
-              height, "x", width);
+  TORCH_CHECK(height >= 0 && width >= 0, "GridAnchors: feature map size must be >= 0, got ", height,
+              "x", width);
   const at::Tensor base = BaseAnchors(stride);
   const at::Tensor sx = at::arange(width, at::kFloat) * static_cast<double>(stride);
   const at::Tensor sy = at::arange(height, at::kFloat) * static_cast<double>(stride);
@@ -60,7 +60,8 @@ at::Tensor DecodeDeltas(const at::Tensor& rois, const at::Tensor& deltas,
               max_height, "x", max_width);
   const int64_t n = rois.size(0), k = deltas.size(1) / 4;
   if (n == 0) return deltas.clone();
-  const at::Tensor std_t = at::tensor({stds[0], stds[1], stds[2], stds[3]}).to(rois.device()).view({1, 4});
+  const at::Tensor std_t =
+      at::tensor({stds[0], stds[1], stds[2], stds[3]}).to(rois.device()).view({1, 4});
   // Means are 0 in every official config; adding them would not change any value.
   const at::Tensor d = deltas.reshape({-1, 4}) * std_t;
   const at::Tensor dxy = d.slice(1, 0, 2);
@@ -84,8 +85,8 @@ at::Tensor RpnProposals(const std::vector<at::Tensor>& cls, const std::vector<at
                         const std::vector<at::Tensor>& anchors, int64_t image_height,
                         int64_t image_width, const RpnSettings& settings) {
   TORCH_CHECK(!cls.empty() && cls.size() == reg.size() && cls.size() == anchors.size(),
-              "RpnProposals: need one cls, reg and anchors tensor per level, got ", cls.size(), ", ",
-              reg.size(), ", ", anchors.size());
+              "RpnProposals: need one cls, reg and anchors tensor per level, got ", cls.size(),
+              ", ", reg.size(), ", ", anchors.size());
   std::vector<at::Tensor> all_scores, all_deltas, all_anchors, all_levels;
   for (size_t l = 0; l < cls.size(); ++l) {
     TORCH_CHECK(cls[l].dim() == 3 && reg[l].dim() == 3 && reg[l].size(0) == 4 * cls[l].size(0) &&
@@ -106,8 +107,8 @@ at::Tensor RpnProposals(const std::vector<at::Tensor>& cls, const std::vector<at
       deltas = deltas.index_select(0, top);
       level_anchors = level_anchors.index_select(0, top);
     }
-    all_levels.push_back(at::full({scores.size(0)}, static_cast<int64_t>(l),
-                                  scores.options().dtype(at::kLong)));
+    all_levels.push_back(
+        at::full({scores.size(0)}, static_cast<int64_t>(l), scores.options().dtype(at::kLong)));
     all_scores.push_back(scores);
     all_deltas.push_back(deltas);
     all_anchors.push_back(level_anchors);
@@ -133,8 +134,8 @@ at::Tensor RpnProposals(const std::vector<at::Tensor>& cls, const std::vector<at
 at::Tensor MapRoiLevels(const at::Tensor& boxes, int64_t num_levels) {
   CheckBoxes(boxes, "MapRoiLevels", "boxes", 4);
   TORCH_CHECK(num_levels >= 1, "MapRoiLevels: num_levels must be >= 1, got ", num_levels);
-  const at::Tensor scale =
-      at::sqrt((boxes.select(1, 3) - boxes.select(1, 1)) * (boxes.select(1, 2) - boxes.select(1, 0)));
+  const at::Tensor scale = at::sqrt((boxes.select(1, 3) - boxes.select(1, 1)) *
+                                    (boxes.select(1, 2) - boxes.select(1, 0)));
   const at::Tensor levels = at::floor(at::log2(scale / kFinestScale + 1e-6));
   return levels.clamp(0, static_cast<double>(num_levels - 1)).to(at::kLong);
 }
@@ -170,8 +171,10 @@ Detections MulticlassNms(const at::Tensor& boxes, const at::Tensor& scores, doub
   TORCH_CHECK(boxes.size(0) == n, "MulticlassNms: boxes has ", boxes.size(0), " rows, scores ", n);
   at::Tensor flat_boxes = boxes.reshape({-1, 4});
   at::Tensor flat_scores = scores.slice(1, 0, num_classes).reshape({-1});
-  at::Tensor labels =
-      at::arange(num_classes, scores.options().dtype(at::kLong)).view({1, -1}).expand({n, num_classes}).reshape({-1});
+  at::Tensor labels = at::arange(num_classes, scores.options().dtype(at::kLong))
+                          .view({1, -1})
+                          .expand({n, num_classes})
+                          .reshape({-1});
   const at::Tensor inds = (flat_scores > score_threshold).nonzero().view({-1});
   flat_boxes = flat_boxes.index_select(0, inds);
   flat_scores = flat_scores.index_select(0, inds);
@@ -191,9 +194,10 @@ Detections RcnnPostprocess(const at::Tensor& rois, const at::Tensor& cls_score,
   TORCH_CHECK(cls_score.dim() == 2 && cls_score.size(0) == k && cls_score.size(1) >= 2,
               "RcnnPostprocess: cls_score must be (", k, ", C + 1), got ", cls_score.sizes());
   const int64_t num_classes = cls_score.size(1) - 1;
-  TORCH_CHECK(bbox_pred.dim() == 2 && bbox_pred.size(0) == k && bbox_pred.size(1) == 4 * num_classes,
-              "RcnnPostprocess: bbox_pred must be (", k, ", ", 4 * num_classes, "), got ",
-              bbox_pred.sizes());
+  TORCH_CHECK(
+      bbox_pred.dim() == 2 && bbox_pred.size(0) == k && bbox_pred.size(1) == 4 * num_classes,
+      "RcnnPostprocess: bbox_pred must be (", k, ", ", 4 * num_classes, "), got ",
+      bbox_pred.sizes());
   if (k == 0) {
     const auto f = rois.options();
     return {at::zeros({0, 4}, f), at::zeros({0}, f), at::zeros({0}, f.dtype(at::kLong))};

@@ -28,8 +28,8 @@ inline constexpr std::array<int64_t, 4> kRoiStrides = {4, 8, 16, 32};
 // ratio order 0.5, 1, 2: half-sizes 0.5 * stride * 8 * (1/sqrt(r), sqrt(r)). Requires stride > 0.
 at::Tensor BaseAnchors(int64_t stride);
 
-// Returns the (height * width * 3, 4) float32 anchors of a feature map: entry (y * width + x) * 3 + a
-// is BaseAnchors(stride)[a] shifted by (x * stride, y * stride), i.e. centred on the top-left
+// Returns the (height * width * 3, 4) float32 anchors of a feature map: entry (y * width + x) * 3 +
+// a is BaseAnchors(stride)[a] shifted by (x * stride, y * stride), i.e. centred on the top-left
 // corner of each cell. Requires stride > 0 and height, width >= 0.
 at::Tensor GridAnchors(int64_t stride, int64_t height, int64_t width);
 
@@ -42,9 +42,9 @@ at::Tensor DecodeDeltas(const at::Tensor& rois, const at::Tensor& deltas,
 
 // Test-time RPN settings of the official configs (rpn test_cfg).
 struct RpnSettings {
-  int64_t nms_pre = 1000;       // candidates kept per level (by score) before NMS
+  int64_t nms_pre = 1000;        // candidates kept per level (by score) before NMS
   int64_t max_per_image = 1000;  // proposals kept after NMS
-  double iou_threshold = 0.7;   // NMS per level, suppress IoU > threshold
+  double iou_threshold = 0.7;    // NMS per level, suppress IoU > threshold
 };
 
 // RPNHead._get_bboxes_single + _bbox_post_process for one image. cls[l] (3, h_l, w_l) logits,
@@ -63,8 +63,8 @@ at::Tensor RpnProposals(const std::vector<at::Tensor>& cls, const std::vector<at
 at::Tensor MapRoiLevels(const at::Tensor& boxes, int64_t num_levels);
 
 // SingleRoIExtractor.forward with mmcv RoIAlign (aligned, sampling_ratio 0, avg): `rois` (K, 5)
-// [batch_index, x1, y1, x2, y2] in input-image coordinates; feats are the four FPN maps (N, C, H, W)
-// at kRoiStrides. Each RoI is pooled to output_size x output_size from the level MapRoiLevels
+// [batch_index, x1, y1, x2, y2] in input-image coordinates; feats are the four FPN maps (N, C, H,
+// W) at kRoiStrides. Each RoI is pooled to output_size x output_size from the level MapRoiLevels
 // assigns. Returns (K, C, output_size, output_size) in the features' dtype; (0, C, s, s) for K = 0.
 at::Tensor ExtractRoiFeatures(const std::vector<at::Tensor>& feats, const at::Tensor& rois,
                               int64_t output_size);

@@ -129,12 +129,13 @@ TEST(DecodeDeltasTest, MatchesTheFormulaAndClipsInclusively) {
   for (int64_t i = 0; i < n; ++i) {
     for (int64_t c = 0; c < k; ++c) {
       const at::Tensor d = deltas[i].slice(0, 4 * c, 4 * c + 4).to(at::kDouble);
-      const Box expected =
-          DecodeOne(RowOf(rois, i), {d[0].item<double>(), d[1].item<double>(), d[2].item<double>(),
-                                     d[3].item<double>()},
-                    {0.1, 0.1, 0.2, 0.2}, 400, 350);
+      const Box expected = DecodeOne(
+          RowOf(rois, i),
+          {d[0].item<double>(), d[1].item<double>(), d[2].item<double>(), d[3].item<double>()},
+          {0.1, 0.1, 0.2, 0.2}, 400, 350);
       const Box got = RowOf(out.view({n, k, 4})[i], c);
-      for (int j = 0; j < 4; ++j) EXPECT_NEAR(got[j], expected[j], 2e-3) << i << "," << c << "," << j;
+      for (int j = 0; j < 4; ++j)
+        EXPECT_NEAR(got[j], expected[j], 2e-3) << i << "," << c << "," << j;
     }
   }
   // Clipping reaches exactly the image size (W and H, not W - 1).
@@ -265,7 +266,8 @@ TEST(RpnProposalsTest, LevelsDoNotSuppressEachOtherAndEmptyBoxesAreDropped) {
   EXPECT_EQ(RowOf(out, 1), (Box{5, 5, 6, 6}));
   EXPECT_EQ(RowOf(out, 2), (Box{10, 10, 30, 30}));
   // Nothing valid at all gives (0, 5).
-  const at::Tensor none = RpnProposals({cls[0]}, {reg[0]}, {BoxesTensor({{-9, 0, -1, 5}, {0, 0, 0, 5}, {3, 3, 3, 3}})}, 10, 10);
+  const at::Tensor none = RpnProposals(
+      {cls[0]}, {reg[0]}, {BoxesTensor({{-9, 0, -1, 5}, {0, 0, 0, 5}, {3, 3, 3, 3}})}, 10, 10);
   EXPECT_EQ(none.sizes(), (at::IntArrayRef{0, 5}));
 }
 
@@ -290,26 +292,30 @@ TEST(ExtractRoiFeaturesTest, PoolsEachRoiFromItsLevel) {
   at::manual_seed(5);
   std::vector<at::Tensor> feats;
   for (int64_t s : kRoiStrides) feats.push_back(at::randn({2, 8, 512 / s, 640 / s}));
-  const at::Tensor rois = at::tensor({0.f, 10.f, 20.f, 60.f, 70.f,      // scale 50 -> P2
-                                      1.f, 0.f, 0.f, 150.f, 150.f,      // 150 -> P3
+  const at::Tensor rois = at::tensor({0.f, 10.f,  20.f, 60.f,  70.f,    // scale 50 -> P2
+                                      1.f, 0.f,   0.f,  150.f, 150.f,   // 150 -> P3
                                       0.f, 100.f, 50.f, 400.f, 350.f,   // 300 -> P4
-                                      1.f, 0.f, 0.f, 639.f, 511.f})     // ~572 -> P5
-                             .view({4, 5});
+                                      1.f, 0.f,   0.f,  639.f, 511.f})  // ~572 -> P5
+                              .view({4, 5});
   const at::Tensor out = ExtractRoiFeatures(feats, rois, 7);
   ASSERT_EQ(out.sizes(), (at::IntArrayRef{4, 8, 7, 7}));
   for (int64_t i = 0; i < 4; ++i) {
-    const at::Tensor direct = ops::RoiAlign(feats[i], rois.slice(0, i, i + 1),
-                                            1.0 / static_cast<double>(kRoiStrides[i]), 7, 7, 0, true);
+    const at::Tensor direct =
+        ops::RoiAlign(feats[i], rois.slice(0, i, i + 1), 1.0 / static_cast<double>(kRoiStrides[i]),
+                      7, 7, 0, true);
     EXPECT_TRUE(at::equal(out.slice(0, i, i + 1), direct)) << "roi " << i;
   }
-  EXPECT_EQ(ExtractRoiFeatures(feats, at::zeros({0, 5}), 14).sizes(), (at::IntArrayRef{0, 8, 14, 14}));
+  EXPECT_EQ(ExtractRoiFeatures(feats, at::zeros({0, 5}), 14).sizes(),
+            (at::IntArrayRef{0, 8, 14, 14}));
 }
 
 // Scores (n, C + 1) from per-class values with a background column.
 at::Tensor Scores(const std::vector<std::vector<float>>& rows) {
-  at::Tensor t = at::empty({static_cast<int64_t>(rows.size()), static_cast<int64_t>(rows[0].size())});
+  at::Tensor t =
+      at::empty({static_cast<int64_t>(rows.size()), static_cast<int64_t>(rows[0].size())});
   for (size_t i = 0; i < rows.size(); ++i) {
-    for (size_t c = 0; c < rows[i].size(); ++c) t[static_cast<int64_t>(i)][static_cast<int64_t>(c)] = rows[i][c];
+    for (size_t c = 0; c < rows[i].size(); ++c)
+      t[static_cast<int64_t>(i)][static_cast<int64_t>(c)] = rows[i][c];
   }
   return t;
 }
@@ -340,7 +346,8 @@ TEST(MulticlassNmsTest, ClassAwareSuppressionTiesAndCap) {
   EXPECT_EQ(d.labels[1].item<int64_t>(), 1);
   // IoU exactly 0.5 is kept (suppression needs > 0.5): [0,10]x[0,10] vs [0,10]x[0,20] has IoU 0.5.
   const at::Tensor b2 = BoxesTensor({{0, 0, 10, 10}, {0, 0, 10, 20}});
-  EXPECT_EQ(MulticlassNms(b2, Scores({{0.9f, 0.0f}, {0.8f, 0.0f}}), 0.05, 0.5, 100).labels.size(0), 2);
+  EXPECT_EQ(MulticlassNms(b2, Scores({{0.9f, 0.0f}, {0.8f, 0.0f}}), 0.05, 0.5, 100).labels.size(0),
+            2);
   // The cap keeps the best max_num of the uncapped result.
   at::manual_seed(2);
   const at::Tensor xy = at::rand({300, 2}) * 1000;
@@ -355,7 +362,8 @@ TEST(MulticlassNmsTest, ClassAwareSuppressionTiesAndCap) {
 }
 
 TEST(MulticlassNmsTest, EmptyAfterThresholdGivesEmptyResults) {
-  const Detections d = MulticlassNms(BoxesTensor({{0, 0, 1, 1}}), Scores({{0.01f, 0.99f}}), 0.05, 0.5, 100);
+  const Detections d =
+      MulticlassNms(BoxesTensor({{0, 0, 1, 1}}), Scores({{0.01f, 0.99f}}), 0.05, 0.5, 100);
   EXPECT_EQ(d.boxes.sizes(), (at::IntArrayRef{0, 4}));
   EXPECT_EQ(d.scores.size(0), 0);
   EXPECT_EQ(d.labels.size(0), 0);

@@ -60,9 +60,9 @@ MaskWindow PasteMask(const float* probs, int mask_size, const std::array<float, 
                      int image_height, int image_width, float threshold) {
   CheckSize(probs != nullptr, "PasteMask: probs must not be null");
   CheckSize(mask_size >= 1, "PasteMask: mask_size must be >= 1, got " + std::to_string(mask_size));
-  CheckSize(image_height >= 1 && image_width >= 1,
-            "PasteMask: image size must be positive, got " + std::to_string(image_width) + "x" +
-                std::to_string(image_height));
+  CheckSize(image_height >= 1 && image_width >= 1, "PasteMask: image size must be positive, got " +
+                                                       std::to_string(image_width) + "x" +
+                                                       std::to_string(image_height));
   for (float c : box) {
     CheckSize(std::isfinite(c), "PasteMask: box coordinates must be finite, got " +
                                     std::to_string(box[0]) + ", " + std::to_string(box[1]) + ", " +
@@ -70,12 +70,12 @@ MaskWindow PasteMask(const float* probs, int mask_size, const std::array<float, 
   }
   // mmdet (skip_empty): x0_int = max(floor(x1) - 1, 0), x1_int = min(ceil(x2) + 1, W).
   auto lower = [](float c, int limit) {
-    return static_cast<int>(std::clamp(std::floor(static_cast<double>(c)) - 1.0, 0.0,
-                                       static_cast<double>(limit)));
+    return static_cast<int>(
+        std::clamp(std::floor(static_cast<double>(c)) - 1.0, 0.0, static_cast<double>(limit)));
   };
   auto upper = [](float c, int limit) {
-    return static_cast<int>(std::clamp(std::ceil(static_cast<double>(c)) + 1.0, 0.0,
-                                       static_cast<double>(limit)));
+    return static_cast<int>(
+        std::clamp(std::ceil(static_cast<double>(c)) + 1.0, 0.0, static_cast<double>(limit)));
   };
   MaskWindow m;
   m.x0 = lower(box[0], image_width);
@@ -114,9 +114,9 @@ MaskWindow PasteMask(const float* probs, int mask_size, const std::array<float, 
 }
 
 std::vector<uint64_t> EncodeRle(const MaskWindow& window, int image_height, int image_width) {
-  CheckSize(image_height >= 1 && image_width >= 1,
-            "EncodeRle: image size must be positive, got " + std::to_string(image_width) + "x" +
-                std::to_string(image_height));
+  CheckSize(image_height >= 1 && image_width >= 1, "EncodeRle: image size must be positive, got " +
+                                                       std::to_string(image_width) + "x" +
+                                                       std::to_string(image_height));
   const bool empty = window.width == 0 || window.height == 0;
   CheckSize(empty || (window.x0 >= 0 && window.y0 >= 0 && window.width > 0 && window.height > 0 &&
                       window.x0 + window.width <= image_width &&
@@ -149,7 +149,8 @@ std::vector<uint64_t> EncodeRle(const MaskWindow& window, int image_height, int 
   const uint64_t below = h - above - static_cast<uint64_t>(window.height);
   for (int x = 0; x < window.width; ++x) {
     emit(0, above);
-    for (int y = 0; y < window.height; ++y) emit(window.bits[static_cast<size_t>(y) * window.width + x], 1);
+    for (int y = 0; y < window.height; ++y)
+      emit(window.bits[static_cast<size_t>(y) * window.width + x], 1);
     emit(0, below);
   }
   emit(0, static_cast<uint64_t>(image_width - window.x0 - window.width) * h);

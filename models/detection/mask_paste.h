@@ -22,7 +22,7 @@ namespace iis::models::detection {
 struct MaskWindow {
   int x0 = 0;
   int y0 = 0;
-  int width = 0;   // 0 when the mask is empty
+  int width = 0;  // 0 when the mask is empty
   int height = 0;
   std::vector<uint8_t> bits;  // height x width, row-major, 0 or 1
 

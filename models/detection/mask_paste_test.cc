@@ -33,9 +33,12 @@ at::Tensor PasteReference(const at::Tensor& probs, const std::array<float, 4>& b
   const at::Tensor gx = img_x.unsqueeze(1).expand({1, h, w});
   const at::Tensor gy = img_y.unsqueeze(2).expand({1, h, w});
   const at::Tensor grid = at::stack({gx, gy}, 3);
-  const at::Tensor sampled = at::grid_sampler(probs.view({1, 1, probs.size(0), probs.size(1)}), grid,
-                                              /*bilinear*/ 0, /*zeros*/ 0, /*align_corners=*/false);
-  full.slice(0, y0_int, y1_int).slice(1, x0_int, x1_int).copy_((sampled[0][0] >= 0.5f).to(at::kByte));
+  const at::Tensor sampled =
+      at::grid_sampler(probs.view({1, 1, probs.size(0), probs.size(1)}), grid,
+                       /*bilinear*/ 0, /*zeros*/ 0, /*align_corners=*/false);
+  full.slice(0, y0_int, y1_int)
+      .slice(1, x0_int, x1_int)
+      .copy_((sampled[0][0] >= 0.5f).to(at::kByte));
   return full;
 }
 
@@ -73,8 +76,8 @@ TEST(MaskPasteTest, EqualsGridSampleOnRandomBoxes) {
   int total_on = 0;
   for (int trial = 0; trial < 200; ++trial) {
     // Probabilities on a coarse lattice make many interpolated values land exactly on 0.5.
-    at::Tensor probs = (trial % 2 == 0) ? at::randint(0, 5, {28, 28}).to(at::kFloat) * 0.25
-                                        : at::rand({28, 28});
+    at::Tensor probs =
+        (trial % 2 == 0) ? at::randint(0, 5, {28, 28}).to(at::kFloat) * 0.25 : at::rand({28, 28});
     probs = probs.contiguous();
     const at::Tensor r = at::rand({4});
     float x1 = r[0].item<float>() * 100 - 10, y1 = r[1].item<float>() * 80 - 10;
@@ -85,8 +88,8 @@ TEST(MaskPasteTest, EqualsGridSampleOnRandomBoxes) {
     const MaskWindow m = PasteMask(probs.data_ptr<float>(), 28, box, img_h, img_w);
     const at::Tensor expected = PasteReference(probs, box, img_h, img_w);
     const at::Tensor got = WindowToFull(m, img_h, img_w);
-    ASSERT_TRUE(at::equal(got, expected)) << "trial " << trial << " box " << x1 << "," << y1 << ","
-                                          << x2 << "," << y2;
+    ASSERT_TRUE(at::equal(got, expected))
+        << "trial " << trial << " box " << x1 << "," << y1 << "," << x2 << "," << y2;
     total_on += got.sum().item<int>();
     EXPECT_EQ(EncodeRle(m, img_h, img_w), NaiveRle(expected)) << "trial " << trial;
   }
@@ -96,8 +99,8 @@ TEST(MaskPasteTest, EqualsGridSampleOnRandomBoxes) {
 TEST(MaskPasteTest, WindowIsTheBoxNeighbourhood) {
   std::vector<float> ones(28 * 28, 1.0f);
   const MaskWindow m = PasteMask(ones.data(), 28, {10.5f, 20.2f, 30.0f, 40.7f}, 100, 200);
-  EXPECT_EQ(m.x0, 9);   // floor(10.5) - 1
-  EXPECT_EQ(m.y0, 19);  // floor(20.2) - 1
+  EXPECT_EQ(m.x0, 9);            // floor(10.5) - 1
+  EXPECT_EQ(m.y0, 19);           // floor(20.2) - 1
   EXPECT_EQ(m.width, 31 - 9);    // ceil(30) + 1
   EXPECT_EQ(m.height, 42 - 19);  // ceil(40.7) + 1
   // A box past the image is clipped to it; one entirely outside gives an empty mask.

@@ -18,7 +18,8 @@ constexpr int64_t kBoxRoiSize = 7;
 constexpr int64_t kMaskRoiSize = 14;
 
 // Registers an empty container module (an nn.ModuleList) under `name`.
-std::shared_ptr<torch::nn::Module> RegisterList(torch::nn::Module& parent, const std::string& name) {
+std::shared_ptr<torch::nn::Module> RegisterList(torch::nn::Module& parent,
+                                                const std::string& name) {
   return parent.register_module(name, std::make_shared<torch::nn::Module>());
 }
 
@@ -42,17 +43,21 @@ FpnNeck::FpnNeck(const std::vector<int64_t>& in_channels, int64_t out_channels) 
 
 RpnHead::RpnHead(int64_t channels) {
   rpn_conv = register_module("rpn_conv", std::make_shared<Conv2d>(channels, channels, 3, 1, 1));
-  rpn_cls = register_module("rpn_cls", std::make_shared<Conv2d>(channels, kAnchorsPerLocation, 1, 1, 0));
-  rpn_reg = register_module("rpn_reg", std::make_shared<Conv2d>(channels, 4 * kAnchorsPerLocation, 1, 1, 0));
+  rpn_cls =
+      register_module("rpn_cls", std::make_shared<Conv2d>(channels, kAnchorsPerLocation, 1, 1, 0));
+  rpn_reg = register_module("rpn_reg",
+                            std::make_shared<Conv2d>(channels, 4 * kAnchorsPerLocation, 1, 1, 0));
 }
 
-BBoxHead::BBoxHead(int64_t in_channels, int64_t roi_size, int64_t fc_channels, int64_t num_classes) {
+BBoxHead::BBoxHead(int64_t in_channels, int64_t roi_size, int64_t fc_channels,
+                   int64_t num_classes) {
   fc_cls = register_module("fc_cls", std::make_shared<Linear>(fc_channels, num_classes + 1));
   fc_reg = register_module("fc_reg", std::make_shared<Linear>(fc_channels, 4 * num_classes));
   auto fcs = RegisterList(*this, "shared_fcs");
+  shared_fcs.push_back(fcs->register_module(
+      "0", std::make_shared<Linear>(in_channels * roi_size * roi_size, fc_channels)));
   shared_fcs.push_back(
-      fcs->register_module("0", std::make_shared<Linear>(in_channels * roi_size * roi_size, fc_channels)));
-  shared_fcs.push_back(fcs->register_module("1", std::make_shared<Linear>(fc_channels, fc_channels)));
+      fcs->register_module("1", std::make_shared<Linear>(fc_channels, fc_channels)));
 }
 
 MaskHead::MaskHead(int64_t channels, int64_t num_classes) {
@@ -61,8 +66,10 @@ MaskHead::MaskHead(int64_t channels, int64_t num_classes) {
     convs.push_back(list->register_module(
         std::to_string(i), std::make_shared<ConvModule>(channels, channels, 3, 1, false, true)));
   }
-  upsample = register_module("upsample", std::make_shared<ConvTranspose2d>(channels, channels, 2, 2));
-  conv_logits = register_module("conv_logits", std::make_shared<Conv2d>(channels, num_classes, 1, 1, 0));
+  upsample =
+      register_module("upsample", std::make_shared<ConvTranspose2d>(channels, channels, 2, 2));
+  conv_logits =
+      register_module("conv_logits", std::make_shared<Conv2d>(channels, num_classes, 1, 1, 0));
 }
 
 RoiHead::RoiHead(int64_t num_classes) {
@@ -71,8 +78,10 @@ RoiHead::RoiHead(int64_t num_classes) {
   mask_head = register_module("mask_head", std::make_shared<MaskHead>(kFpnChannels, num_classes));
 }
 
-MaskRcnnNetwork::MaskRcnnNetwork(const models::backbone::InternImageConfig& backbone_config, int64_t num_classes) {
-  backbone = register_module("backbone", std::make_shared<models::backbone::InternImage>(backbone_config, 0));
+MaskRcnnNetwork::MaskRcnnNetwork(const models::backbone::InternImageConfig& backbone_config,
+                                 int64_t num_classes) {
+  backbone = register_module("backbone",
+                             std::make_shared<models::backbone::InternImage>(backbone_config, 0));
   std::vector<int64_t> widths;
   for (int i = 0; i < 4; ++i) widths.push_back(backbone_config.LevelChannels(i));
   neck = register_module("neck", std::make_shared<FpnNeck>(widths, kFpnChannels));
@@ -111,7 +120,8 @@ void MaskRcnn::Prepare(const RunOptions& options) {
   network_->to(options.device, options.dtype);
   options_ = options;
   backbone_plan_.reset();
-  const bool cpu_fast = options.device.is_cpu() && options.dtype == at::kFloat && options.optimized_cpu;
+  const bool cpu_fast =
+      options.device.is_cpu() && options.dtype == at::kFloat && options.optimized_cpu;
   if (cpu_fast) backbone_plan_ = std::make_unique<cpu::InternImageCpuPlan>(network_->backbone);
   const at::Device dev = options.device;
   const at::ScalarType dt = options.dtype;
@@ -151,7 +161,8 @@ std::vector<at::Tensor> MaskRcnn::Neck(const std::vector<at::Tensor>& feats) con
   for (int i = 0; i < 4; ++i) lat[i] = p.lateral[i].Run(feats[i].contiguous(p.format));
   // Top-down: nearest upsampling to the finer level's size, added to its lateral.
   for (int i = 3; i > 0; --i) {
-    lat[i - 1] = lat[i - 1] + at::upsample_nearest2d(lat[i], {lat[i - 1].size(2), lat[i - 1].size(3)});
+    lat[i - 1] =
+        lat[i - 1] + at::upsample_nearest2d(lat[i], {lat[i - 1].size(2), lat[i - 1].size(3)});
   }
   std::vector<at::Tensor> levels(5);
   for (int i = 0; i < 4; ++i) levels[i] = p.fpn[i].Run(lat[i]);
@@ -171,7 +182,8 @@ ImageDetections MaskRcnn::Heads(std::vector<at::Tensor> levels, const DenseImage
                                .permute({2, 0, 1});  // (15, h, w) view
     cls[l] = out.slice(0, 0, kAnchorsPerLocation);
     reg[l] = out.slice(0, kAnchorsPerLocation);
-    anchors[l] = GridAnchors(kRpnStrides[l], levels[l].size(2), levels[l].size(3)).to(options_.device);
+    anchors[l] =
+        GridAnchors(kRpnStrides[l], levels[l].size(2), levels[l].size(3)).to(options_.device);
   }
   const at::Tensor proposals = RpnProposals(cls, reg, anchors, meta.height, meta.width);
   // The RoI heads pool from P2..P5 (made contiguous once, not inside every RoIAlign call).
@@ -179,7 +191,8 @@ ImageDetections MaskRcnn::Heads(std::vector<at::Tensor> levels, const DenseImage
   for (auto& l : levels) l = l.contiguous();
   // ---- Box head, decode clipped to the image, rescale to the original, multi-class NMS.
   const at::Tensor boxes_in = proposals.slice(1, 0, 4);
-  const at::Tensor rois = at::cat({at::zeros({boxes_in.size(0), 1}, boxes_in.options()), boxes_in}, 1);
+  const at::Tensor rois =
+      at::cat({at::zeros({boxes_in.size(0), 1}, boxes_in.options()), boxes_in}, 1);
   at::Tensor h = ExtractRoiFeatures(levels, rois, kBoxRoiSize).flatten(1);
   for (const auto& [w, b] : p.shared_fcs) h = at::relu(at::linear(h, w, b));
   Detections det = RcnnPostprocess(boxes_in, at::linear(h, p.cls_w, p.cls_b).to(at::kFloat),
@@ -222,7 +235,8 @@ std::vector<ImageDetections> MaskRcnn::Detect(const at::Tensor& batch,
   CheckDenseMetas(batch, metas, "MaskRcnn::Detect");
   TORCH_CHECK(batch.size(2) % 32 == 0 && batch.size(3) % 32 == 0,
               "MaskRcnn::Detect: batch height and width must be multiples of 32 (the official "
-              "padding), got ", batch.size(2), "x", batch.size(3));
+              "padding), got ",
+              batch.size(2), "x", batch.size(3));
   TORCH_CHECK(options.score_threshold >= kRcnnScoreThreshold && options.score_threshold <= 1.0,
               "MaskRcnn::Detect: score_threshold must be in [", kRcnnScoreThreshold,
               ", 1] (the model's own threshold is ", kRcnnScoreThreshold, "), got ",

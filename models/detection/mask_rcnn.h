@@ -21,13 +21,13 @@
 #include <ATen/core/Tensor.h>
 #include <torch/nn/module.h>
 
-#include "models/run_options.h"
+#include "models/backbone/internimage.h"
 #include "models/cpu/internimage_cpu_plan.h"
 #include "models/dense_batch.h"
 #include "models/detection/box_ops.h"
-#include "models/backbone/internimage.h"
 #include "models/layers.h"
 #include "models/registry.h"
+#include "models/run_options.h"
 
 namespace iis::models::detection {
 

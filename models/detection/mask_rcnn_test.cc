@@ -15,8 +15,8 @@
 #include "models/detection/box_ops.h"
 #include "models/detection/mask_paste.h"
 #include "models/preprocess/preprocess.h"
-#include "models/weights.h"
 #include "models/testing/state_dict_keys.h"
+#include "models/weights.h"
 #include "tests/testing/paths.h"
 
 namespace iis::models::detection {
@@ -28,7 +28,8 @@ using testing_keys::StateDictLayout;
 
 TEST(MaskRcnnKeysTest, NamesShapesAndOrderEqualTheOfficialCheckpoint) {
   const KeyShapes expected = ReadKeyFixture("mask_rcnn_internimage_t_fpn_1x_coco");
-  ASSERT_EQ(expected.size(), 727u) << "fixture missing: " << testing_keys::KeyFixturePath("mask_rcnn_internimage_t_fpn_1x_coco");
+  ASSERT_EQ(expected.size(), 727u)
+      << "fixture missing: " << testing_keys::KeyFixturePath("mask_rcnn_internimage_t_fpn_1x_coco");
   ScopedParameterDevice meta(at::kMeta);
   MaskRcnn model(*FindArchitecture("mask_rcnn_internimage_t_fpn_1x_coco"));
   const KeyShapes actual = StateDictLayout(model.network());
@@ -38,7 +39,8 @@ TEST(MaskRcnnKeysTest, NamesShapesAndOrderEqualTheOfficialCheckpoint) {
 
 TEST(MaskRcnnKeysTest, OtherVariantsHaveTheirBackboneWidthsInTheNeck) {
   ScopedParameterDevice meta(at::kMeta);
-  for (const char* name : {"mask_rcnn_internimage_s_fpn_3x_coco", "mask_rcnn_internimage_b_fpn_1x_coco"}) {
+  for (const char* name :
+       {"mask_rcnn_internimage_s_fpn_3x_coco", "mask_rcnn_internimage_b_fpn_1x_coco"}) {
     const Architecture& arch = *FindArchitecture(name);
     MaskRcnn model(arch);
     for (int i = 0; i < 4; ++i) {
@@ -61,7 +63,8 @@ std::pair<at::Tensor, DenseImageMeta> LoadPhoto(const std::string& name) {
   spec.kind = preprocess::PreprocessKind::kDetection;
   spec.scale_long = 384;
   spec.scale_short = 224;
-  const NormalizedImage img = preprocess::Preprocess(preprocess::DecodeImage(bytes, true), false, spec);
+  const NormalizedImage img =
+      preprocess::Preprocess(preprocess::DecodeImage(bytes, true), false, spec);
   return {ImageTensor(img).clone(), MetaOf(img)};
 }
 
@@ -85,7 +88,8 @@ class MaskRcnnPhotoTest : public ::testing::Test {
     model_ = nullptr;
   }
   void SetUp() override {
-    if (!std::ifstream(testing_paths::SkimagePhoto("astronaut.png"))) GTEST_SKIP() << "skimage photos not installed";
+    if (!std::ifstream(testing_paths::SkimagePhoto("astronaut.png")))
+      GTEST_SKIP() << "skimage photos not installed";
   }
 
   // Runs the photos as one batch. Unless `options` says otherwise the tests keep 30 detections,
@@ -152,9 +156,9 @@ TEST_F(MaskRcnnPhotoTest, DetectionsAreDeterministicInsideTheImageWithFullSizeMa
   int64_t nonempty = 0;
   for (int64_t i = 0; i < k; ++i) {
     const at::Tensor b = d.boxes[i];
-    const auto box = MmdetPasteBox({b[0].item<float>(), b[1].item<float>(), b[2].item<float>(),
-                                    b[3].item<float>()},
-                                   meta.scale_x, meta.scale_y);
+    const auto box = MmdetPasteBox(
+        {b[0].item<float>(), b[1].item<float>(), b[2].item<float>(), b[3].item<float>()},
+        meta.scale_x, meta.scale_y);
     const at::Tensor probs = d.mask_probs[i].contiguous();
     const MaskWindow m = PasteMask(probs.data_ptr<float>(), kMaskSize, box, 400, 600);
     const std::vector<uint64_t> rle = EncodeRle(m, 400, 600);
@@ -237,7 +241,8 @@ TEST_F(MaskRcnnPhotoTest, BadArgumentsAreRejectedWithClearErrors) {
     model_->Detect(batch, {too_big});
     FAIL() << "expected an error";
   } catch (const c10::Error& e) {
-    EXPECT_NE(std::string(e.what()).find("image 0 has height x width"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("image 0 has height x width"), std::string::npos)
+        << e.what();
   }
   EXPECT_THROW(model_->Detect(batch.slice(2, 0, 100), {meta}), c10::Error);  // not a multiple of 32
   MaskRcnn unprepared(model_->arch());
@@ -249,7 +254,8 @@ TEST(MaskRcnnWeightsTest, CheckpointEntriesLoadByOfficialName) {
   arch.backbone.depths = {1, 1, 1, 1};
   MaskRcnn model(arch);
   checkpoint::StateDict file("memory");
-  for (const auto& p : model.network().named_parameters()) file.Insert(p.key(), at::full_like(p.value(), 0.25));
+  for (const auto& p : model.network().named_parameters())
+    file.Insert(p.key(), at::full_like(p.value(), 0.25));
   for (const auto& b : model.network().named_buffers()) file.Insert(b.key(), b.value().clone());
   checkpoint::ApplyStateDict(model.network(), file);
   EXPECT_EQ(model.network().roi_head->mask_head->upsample->weight.max().item<float>(), 0.25f);

@@ -22,7 +22,8 @@ namespace iis::models::detection {
 namespace {
 
 at::Tensor Fixture(const std::string& name) {
-  const NpyArray a = ReadNpy(testing_paths::SourceDir() + "/tests/fixtures/detseg/" + name + ".npy");
+  const NpyArray a =
+      ReadNpy(testing_paths::SourceDir() + "/tests/fixtures/detseg/" + name + ".npy");
   at::ScalarType type = at::kFloat;
   if (a.dtype == "<i8") type = at::kLong;
   if (a.dtype == "|u1") type = at::kByte;
@@ -39,8 +40,8 @@ void ExpectSameValues(const at::Tensor& got, const at::Tensor& expected, const s
   ASSERT_EQ(got.sizes(), expected.sizes()) << what;
   constexpr bool kFixturesLibTorch = TORCH_VERSION_MAJOR == 1 && TORCH_VERSION_MINOR == 13;
   if (kFixturesLibTorch) {
-    EXPECT_TRUE(at::equal(got, expected)) << what << ": max difference "
-                                          << (got - expected).abs().max().item<float>();
+    EXPECT_TRUE(at::equal(got, expected))
+        << what << ": max difference " << (got - expected).abs().max().item<float>();
   } else {
     EXPECT_TRUE(at::allclose(got, expected, 1e-6, 1e-4)) << what;
   }
@@ -50,7 +51,8 @@ const std::vector<std::array<int64_t, 2>> kSizes = {{32, 40}, {16, 20}, {8, 10},
 
 TEST(OfficialParityTest, Anchors) {
   std::vector<at::Tensor> mine;
-  for (size_t l = 0; l < kSizes.size(); ++l) mine.push_back(GridAnchors(kRpnStrides[l], kSizes[l][0], kSizes[l][1]));
+  for (size_t l = 0; l < kSizes.size(); ++l)
+    mine.push_back(GridAnchors(kRpnStrides[l], kSizes[l][0], kSizes[l][1]));
   ExpectSameValues(at::cat(mine), Fixture("anchors"), "anchors");
 }
 
@@ -67,7 +69,8 @@ TEST(OfficialParityTest, RpnProposals) {
 }
 
 TEST(OfficialParityTest, DeltaDecoding) {
-  const at::Tensor got = DecodeDeltas(Fixture("decode_rois"), Fixture("decode_deltas"), kRcnnStds, 500, 450);
+  const at::Tensor got =
+      DecodeDeltas(Fixture("decode_rois"), Fixture("decode_deltas"), kRcnnStds, 500, 450);
   ExpectSameValues(got, Fixture("decode_boxes"), "decoded boxes");
 }
 
@@ -77,8 +80,9 @@ TEST(OfficialParityTest, RoiLevels) {
 }
 
 void ExpectRcnnParity(const std::string& name) {
-  const Detections d = RcnnPostprocess(Fixture(name + "_rois"), Fixture(name + "_cls_score"),
-                                       Fixture(name + "_bbox_pred"), 333, 420, 0.6671875f, 0.6666667f);
+  const Detections d =
+      RcnnPostprocess(Fixture(name + "_rois"), Fixture(name + "_cls_score"),
+                      Fixture(name + "_bbox_pred"), 333, 420, 0.6671875f, 0.6666667f);
   const at::Tensor dets = Fixture(name + "_dets");
   ASSERT_EQ(d.boxes.size(0), dets.size(0)) << name;
   ExpectSameValues(d.boxes, dets.slice(1, 0, 4), name + " boxes");
@@ -95,15 +99,15 @@ TEST(OfficialParityTest, MaskPaste) {
   const at::Tensor expected = Fixture("paste_out");
   for (int64_t i = 0; i < masks.size(0); ++i) {
     const at::Tensor b = boxes[i];
-    const MaskWindow m = PasteMask(masks[i].data_ptr<float>(), 28,
-                                   {b[0].item<float>(), b[1].item<float>(), b[2].item<float>(), b[3].item<float>()},
-                                   50, 70);
+    const MaskWindow m = PasteMask(
+        masks[i].data_ptr<float>(), 28,
+        {b[0].item<float>(), b[1].item<float>(), b[2].item<float>(), b[3].item<float>()}, 50, 70);
     at::Tensor full = at::zeros({50, 70}, at::kByte);
     for (int y = 0; y < 50; ++y) {
       for (int x = 0; x < 70; ++x) full[y][x] = m.At(x, y);
     }
-    EXPECT_TRUE(at::equal(full, expected[i])) << "mask " << i << ": "
-                                              << (full != expected[i]).sum().item<int64_t>() << " pixels differ";
+    EXPECT_TRUE(at::equal(full, expected[i]))
+        << "mask " << i << ": " << (full != expected[i]).sum().item<int64_t>() << " pixels differ";
   }
 }
 

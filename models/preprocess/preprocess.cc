@@ -104,7 +104,8 @@ cv::Mat DecodeImage(std::string_view bytes, bool apply_exif_orientation) {
 std::pair<int, int> RescaleSize(int width, int height, int scale_long, int scale_short) {
   const double long_edge = std::max(scale_long, scale_short);
   const double short_edge = std::min(scale_long, scale_short);
-  const double sf = std::min(long_edge / std::max(width, height), short_edge / std::min(width, height));
+  const double sf =
+      std::min(long_edge / std::max(width, height), short_edge / std::min(width, height));
   return {static_cast<int>(width * sf + 0.5), static_cast<int>(height * sf + 0.5)};
 }
 

@@ -3,7 +3,8 @@
 // - Classification equals the official evaluation transform (torchvision on PIL): RGB, shorter
 //   side resized to `size` with PIL's bicubic filter, centre crop size x size, ToTensor, Normalize
 //   with the ImageNet mean/std.
-// - Detection equals mmdetection 2.x's test pipeline for the official Mask R-CNN configs: keep-ratio
+// - Detection equals mmdetection 2.x's test pipeline for the official Mask R-CNN configs:
+// keep-ratio
 //   rescale to (1333, 800) with OpenCV bilinear on uint8, mmcv imnormalize. Padding to a multiple
 //   of 32 happens when images are batched (it depends on the batch).
 // - Segmentation equals mmsegmentation 0.x's pipeline for the official UperNet configs: keep-ratio

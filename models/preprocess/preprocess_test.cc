@@ -27,15 +27,17 @@ class PreprocessReferenceTest : public ::testing::Test {
   static void SetUpTestSuite() {
     dir_ = new std::string(::testing::TempDir() + "/iis_preprocess_ref");
     const std::string cmd = "/usr/bin/python3 " + testing_paths::SourceDir() +
-                            "/models/preprocess/testdata/make_reference.py " + *dir_ +
-                            " > " + *dir_ + ".log 2>&1";
+                            "/models/preprocess/testdata/make_reference.py " + *dir_ + " > " +
+                            *dir_ + ".log 2>&1";
     ok_ = std::system(cmd.c_str()) == 0;
   }
   static void TearDownTestSuite() { delete dir_; }
 
   void SetUp() override {
-    if (!ok_) GTEST_SKIP() << "reference script failed (needs /usr/bin/python3 with torch, "
-                              "torchvision, PIL, cv2); see " << *dir_ << ".log";
+    if (!ok_)
+      GTEST_SKIP() << "reference script failed (needs /usr/bin/python3 with torch, "
+                      "torchvision, PIL, cv2); see "
+                   << *dir_ << ".log";
   }
 
   static std::vector<std::string> Names() {
@@ -57,7 +59,8 @@ class PreprocessReferenceTest : public ::testing::Test {
     ASSERT_EQ(ref.shape[2], got.width) << npy;
     const auto* r = reinterpret_cast<const float*>(ref.data.data());
     double worst = 0;
-    for (size_t i = 0; i < got.chw.size(); ++i) worst = std::max(worst, std::fabs(double(got.chw[i]) - r[i]));
+    for (size_t i = 0; i < got.chw.size(); ++i)
+      worst = std::max(worst, std::fabs(double(got.chw[i]) - r[i]));
     EXPECT_LE(worst, tolerance) << npy;
   }
 
@@ -72,7 +75,8 @@ TEST_F(PreprocessReferenceTest, ClassificationEqualsTorchvisionOnPil) {
   ASSERT_GE(names.size(), 10u);
   PreprocessSpec spec;  // classification, 224
   for (const auto& name : names) {
-    const cv::Mat img = DecodeImage(ReadFileBytes(*dir_ + "/" + name), /*apply_exif_orientation=*/false);
+    const cv::Mat img =
+        DecodeImage(ReadFileBytes(*dir_ + "/" + name), /*apply_exif_orientation=*/false);
     // Bit-exact: PIL's fixed-point bicubic, the same crop rounding, float32 ToTensor/Normalize.
     ExpectEqualToReference(Preprocess(img, false, spec), *dir_ + "/" + name + ".cls.npy", 0.0);
   }

@@ -26,14 +26,15 @@ at::Tensor Resize(const at::Tensor& x, int64_t h, int64_t w) {
 }  // namespace
 
 UperHead::UperHead(const std::vector<int64_t>& in_channels, int64_t channels, int64_t num_classes) {
-  TORCH_CHECK(in_channels.size() == 4, "UperHead: expected 4 input widths, got ", in_channels.size());
+  TORCH_CHECK(in_channels.size() == 4, "UperHead: expected 4 input widths, got ",
+              in_channels.size());
   conv_seg = register_module("conv_seg", std::make_shared<Conv2d>(channels, num_classes, 1, 1, 0));
   auto psp = register_module("psp_modules", std::make_shared<torch::nn::Module>());
   for (size_t i = 0; i < std::size(kPoolScales); ++i) {
     // psp_modules.i is Sequential(AdaptiveAvgPool2d, ConvModule): the conv is entry 1.
-    psp_modules.push_back(RegisterIndexed(
-        *psp, std::to_string(i), 1,
-        std::make_shared<ConvModule>(in_channels[3], channels, 1, 0, true, true)));
+    psp_modules.push_back(
+        RegisterIndexed(*psp, std::to_string(i), 1,
+                        std::make_shared<ConvModule>(in_channels[3], channels, 1, 0, true, true)));
   }
   bottleneck = register_module(
       "bottleneck",
@@ -42,7 +43,8 @@ UperHead::UperHead(const std::vector<int64_t>& in_channels, int64_t channels, in
   auto fpns = register_module("fpn_convs", std::make_shared<torch::nn::Module>());
   for (int i = 0; i < 3; ++i) {
     lateral_convs.push_back(laterals->register_module(
-        std::to_string(i), std::make_shared<ConvModule>(in_channels[i], channels, 1, 0, true, true)));
+        std::to_string(i),
+        std::make_shared<ConvModule>(in_channels[i], channels, 1, 0, true, true)));
   }
   for (int i = 0; i < 3; ++i) {
     fpn_convs.push_back(fpns->register_module(
@@ -52,8 +54,10 @@ UperHead::UperHead(const std::vector<int64_t>& in_channels, int64_t channels, in
       "fpn_bottleneck", std::make_shared<ConvModule>(4 * channels, channels, 3, 1, true, true));
 }
 
-UperNetNetwork::UperNetNetwork(const models::backbone::InternImageConfig& backbone_config, int64_t num_classes) {
-  backbone = register_module("backbone", std::make_shared<models::backbone::InternImage>(backbone_config, 0));
+UperNetNetwork::UperNetNetwork(const models::backbone::InternImageConfig& backbone_config,
+                               int64_t num_classes) {
+  backbone = register_module("backbone",
+                             std::make_shared<models::backbone::InternImage>(backbone_config, 0));
   std::vector<int64_t> widths;
   for (int i = 0; i < 4; ++i) widths.push_back(backbone_config.LevelChannels(i));
   decode_head = register_module("decode_head",
@@ -105,13 +109,13 @@ at::Tensor LogitsToLabelMap(const at::Tensor& logits, int64_t input_height, int6
                             const DenseImageMeta& meta, at::Tensor* input_logits) {
   TORCH_CHECK(logits.dim() == 3 && logits.size(0) >= 1 && logits.size(0) <= 256 &&
                   logits.size(1) > 0 && logits.size(2) > 0,
-              "LogitsToLabelMap: logits must be (C, h, w) with 1 <= C <= 256, got ", logits.sizes());
-  TORCH_CHECK(meta.height >= 1 && meta.height <= input_height && meta.width >= 1 &&
-                  meta.width <= input_width && meta.original_height >= 1 &&
-                  meta.original_width >= 1,
-              "LogitsToLabelMap: image ", meta.width, "x", meta.height, " (original ",
-              meta.original_width, "x", meta.original_height, ") does not fit the input ",
-              input_width, "x", input_height);
+              "LogitsToLabelMap: logits must be (C, h, w) with 1 <= C <= 256, got ",
+              logits.sizes());
+  TORCH_CHECK(
+      meta.height >= 1 && meta.height <= input_height && meta.width >= 1 &&
+          meta.width <= input_width && meta.original_height >= 1 && meta.original_width >= 1,
+      "LogitsToLabelMap: image ", meta.width, "x", meta.height, " (original ", meta.original_width,
+      "x", meta.original_height, ") does not fit the input ", input_width, "x", input_height);
   const int64_t c = logits.size(0), oh = meta.original_height, ow = meta.original_width;
   // Contiguous NCHW float32: the resize kernel then computes every channel the same way whatever
   // the chunking (channels-last kernels vectorise across channels).
@@ -166,7 +170,8 @@ void UperNet::Prepare(const RunOptions& options) {
   if (options.device.is_cpu() && options.dtype == at::kFloat && options.optimized_cpu) {
     backbone_plan_ = std::make_unique<cpu::InternImageCpuPlan>(network_->backbone);
   }
-  head_plan_ = std::make_unique<UperHeadPlan>(*network_->decode_head, options.device, options.dtype);
+  head_plan_ =
+      std::make_unique<UperHeadPlan>(*network_->decode_head, options.device, options.dtype);
 }
 
 at::Tensor UperNet::Logits(const at::Tensor& batch, DenseStageTimes* times) const {
@@ -209,9 +214,9 @@ std::vector<ImageSegmentation> UperNet::Segment(const at::Tensor& batch,
   const auto start = std::chrono::steady_clock::now();
   std::vector<ImageSegmentation> out(metas.size());
   for (size_t i = 0; i < metas.size(); ++i) {
-    out[i].label_map = LogitsToLabelMap(logits[static_cast<int64_t>(i)], batch.size(2),
-                                        batch.size(3), metas[i],
-                                        options.return_logits ? &out[i].logits : nullptr);
+    out[i].label_map =
+        LogitsToLabelMap(logits[static_cast<int64_t>(i)], batch.size(2), batch.size(3), metas[i],
+                         options.return_logits ? &out[i].logits : nullptr);
   }
   if (times != nullptr) times->postprocess_seconds = Seconds(start);
   return out;

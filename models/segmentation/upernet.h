@@ -21,12 +21,12 @@
 #include <ATen/core/Tensor.h>
 #include <torch/nn/module.h>
 
-#include "models/run_options.h"
+#include "models/backbone/internimage.h"
 #include "models/cpu/internimage_cpu_plan.h"
 #include "models/dense_batch.h"
-#include "models/backbone/internimage.h"
 #include "models/layers.h"
 #include "models/registry.h"
+#include "models/run_options.h"
 #include "models/weights.h"
 
 namespace iis::models::segmentation {
@@ -39,12 +39,12 @@ inline constexpr int64_t kPoolScales[] = {1, 2, 3, 6};
 class UperHead : public torch::nn::Module {
  public:
   UperHead(const std::vector<int64_t>& in_channels, int64_t channels, int64_t num_classes);
-  std::shared_ptr<Conv2d> conv_seg;                           // 1x1 with bias
-  std::vector<std::shared_ptr<ConvModule>> psp_modules;       // psp_modules.i.1 (1x1, BN, ReLU)
-  std::shared_ptr<ConvModule> bottleneck;                     // 3x3 on [x, ppm1, ppm2, ppm3, ppm6]
-  std::vector<std::shared_ptr<ConvModule>> lateral_convs;     // 1x1 for levels 0..2
-  std::vector<std::shared_ptr<ConvModule>> fpn_convs;         // 3x3 for levels 0..2
-  std::shared_ptr<ConvModule> fpn_bottleneck;                 // 3x3 on the 4 concatenated levels
+  std::shared_ptr<Conv2d> conv_seg;                        // 1x1 with bias
+  std::vector<std::shared_ptr<ConvModule>> psp_modules;    // psp_modules.i.1 (1x1, BN, ReLU)
+  std::shared_ptr<ConvModule> bottleneck;                  // 3x3 on [x, ppm1, ppm2, ppm3, ppm6]
+  std::vector<std::shared_ptr<ConvModule>> lateral_convs;  // 1x1 for levels 0..2
+  std::vector<std::shared_ptr<ConvModule>> fpn_convs;      // 3x3 for levels 0..2
+  std::shared_ptr<ConvModule> fpn_bottleneck;              // 3x3 on the 4 concatenated levels
 };
 
 // The whole parameter tree, in checkpoint order.

@@ -13,8 +13,8 @@
 
 #include "models/checkpoint/state_dict.h"
 #include "models/preprocess/preprocess.h"
-#include "models/weights.h"
 #include "models/testing/state_dict_keys.h"
+#include "models/weights.h"
 #include "tests/testing/paths.h"
 
 namespace iis::models::segmentation {
@@ -26,7 +26,9 @@ using testing_keys::StateDictLayout;
 
 TEST(UperNetKeysTest, NamesShapesAndOrderEqualTheOfficialCheckpointWithoutTheAuxHead) {
   const KeyShapes rows = ReadKeyFixture("upernet_internimage_t_512_160k_ade20k");
-  ASSERT_EQ(rows.size(), 767u) << "fixture missing: " << testing_keys::KeyFixturePath("upernet_internimage_t_512_160k_ade20k");
+  ASSERT_EQ(rows.size(), 767u) << "fixture missing: "
+                               << testing_keys::KeyFixturePath(
+                                      "upernet_internimage_t_512_160k_ade20k");
   KeyShapes expected;
   for (const auto& r : rows) {
     if (r.first.rfind("auxiliary_head.", 0) != 0) expected.push_back(r);
@@ -41,16 +43,20 @@ TEST(UperNetKeysTest, NamesShapesAndOrderEqualTheOfficialCheckpointWithoutTheAux
 
 TEST(UperNetKeysTest, OtherVariantsTakeTheirBackboneWidths) {
   ScopedParameterDevice meta(at::kMeta);
-  for (const char* name : {"upernet_internimage_b_512_160k_ade20k", "upernet_internimage_xl_640_160k_ade20k"}) {
+  for (const char* name :
+       {"upernet_internimage_b_512_160k_ade20k", "upernet_internimage_xl_640_160k_ade20k"}) {
     const Architecture& arch = *FindArchitecture(name);
     UperNet model(arch);
     const UperHead& head = *model.network().decode_head;
     for (int i = 0; i < 3; ++i) {
-      EXPECT_EQ(head.lateral_convs[i]->conv->weight.size(1), arch.backbone.LevelChannels(i)) << name;
+      EXPECT_EQ(head.lateral_convs[i]->conv->weight.size(1), arch.backbone.LevelChannels(i))
+          << name;
     }
-    EXPECT_EQ(head.bottleneck->conv->weight.size(1), arch.backbone.LevelChannels(3) + 4 * 512) << name;
+    EXPECT_EQ(head.bottleneck->conv->weight.size(1), arch.backbone.LevelChannels(3) + 4 * 512)
+        << name;
   }
-  EXPECT_THROW(UperNet(*FindArchitecture("mask_rcnn_internimage_t_fpn_1x_coco")), std::invalid_argument);
+  EXPECT_THROW(UperNet(*FindArchitecture("mask_rcnn_internimage_t_fpn_1x_coco")),
+               std::invalid_argument);
 }
 
 TEST(UperNetKeysTest, CheckpointRulesSkipTheAuxiliaryHead) {
@@ -58,7 +64,8 @@ TEST(UperNetKeysTest, CheckpointRulesSkipTheAuxiliaryHead) {
   arch.backbone.depths = {1, 1, 1, 1};
   UperNet model(arch);
   checkpoint::StateDict file("memory");
-  for (const auto& p : model.network().named_parameters()) file.Insert(p.key(), at::full_like(p.value(), 0.5));
+  for (const auto& p : model.network().named_parameters())
+    file.Insert(p.key(), at::full_like(p.value(), 0.5));
   for (const auto& b : model.network().named_buffers()) file.Insert(b.key(), b.value().clone());
   file.Insert("auxiliary_head.conv_seg.weight", at::zeros({150, 256, 1, 1}));
   file.Insert("auxiliary_head.convs.0.conv.weight", at::zeros({256, 256, 3, 3}));
@@ -89,13 +96,15 @@ at::Tensor UperHeadReference(const UperHead& head, const std::vector<at::Tensor>
   std::vector<at::Tensor> psp = {x};
   const int64_t scales[] = {1, 2, 3, 6};
   for (int i = 0; i < 4; ++i) {
-    psp.push_back(Up(ConvBnRelu(*head.psp_modules[i], at::adaptive_avg_pool2d(x, {scales[i], scales[i]})),
-                     {x.size(2), x.size(3)}));
+    psp.push_back(
+        Up(ConvBnRelu(*head.psp_modules[i], at::adaptive_avg_pool2d(x, {scales[i], scales[i]})),
+           {x.size(2), x.size(3)}));
   }
   std::vector<at::Tensor> lat;
   for (int i = 0; i < 3; ++i) lat.push_back(ConvBnRelu(*head.lateral_convs[i], in[i]));
   lat.push_back(ConvBnRelu(*head.bottleneck, at::cat(psp, 1)));
-  for (int i = 3; i > 0; --i) lat[i - 1] = lat[i - 1] + Up(lat[i], {lat[i - 1].size(2), lat[i - 1].size(3)});
+  for (int i = 3; i > 0; --i)
+    lat[i - 1] = lat[i - 1] + Up(lat[i], {lat[i - 1].size(2), lat[i - 1].size(3)});
   std::vector<at::Tensor> outs;
   for (int i = 0; i < 3; ++i) outs.push_back(ConvBnRelu(*head.fpn_convs[i], lat[i]));
   outs.push_back(lat[3]);
@@ -147,8 +156,8 @@ TEST(LogitsToLabelMapTest, EqualsTwoResizesCropAndArgmax) {
     const at::Tensor got = LogitsToLabelMap(logits, 64, 96, m, &cropped);
     ASSERT_EQ(got.sizes(), (at::IntArrayRef{oh, ow}));
     EXPECT_EQ(got.scalar_type(), at::kByte);
-    EXPECT_TRUE(at::equal(got, expected)) << oh << "x" << ow << ": "
-                                          << (got != expected).sum().item<int64_t>() << " pixels differ";
+    EXPECT_TRUE(at::equal(got, expected))
+        << oh << "x" << ow << ": " << (got != expected).sum().item<int64_t>() << " pixels differ";
     EXPECT_TRUE(at::equal(cropped, expected_cropped));
   }
 }
@@ -197,7 +206,8 @@ std::pair<at::Tensor, DenseImageMeta> LoadPhoto(const std::string& name) {
   spec.kind = preprocess::PreprocessKind::kSegmentation;
   spec.scale_long = 512;
   spec.scale_short = 128;
-  const NormalizedImage img = preprocess::Preprocess(preprocess::DecodeImage(bytes, true), false, spec);
+  const NormalizedImage img =
+      preprocess::Preprocess(preprocess::DecodeImage(bytes, true), false, spec);
   return {ImageTensor(img).clone(), MetaOf(img)};
 }
 
@@ -215,7 +225,8 @@ class UperNetPhotoTest : public ::testing::Test {
     model_ = nullptr;
   }
   void SetUp() override {
-    if (!std::ifstream(testing_paths::SkimagePhoto("astronaut.png"))) GTEST_SKIP() << "skimage photos not installed";
+    if (!std::ifstream(testing_paths::SkimagePhoto("astronaut.png")))
+      GTEST_SKIP() << "skimage photos not installed";
   }
 
   static std::vector<ImageSegmentation> Run(const std::vector<std::string>& names, bool logits) {
@@ -278,9 +289,12 @@ TEST_F(UperNetPhotoTest, BatchOfMixedSizesIsCloseToSingleImages) {
   const ImageSegmentation& single = Single("astronaut.png");
   ASSERT_EQ(batched[1].label_map.sizes(), single.label_map.sizes());
   ASSERT_EQ(batched[1].logits.sizes(), single.logits.sizes());
-  const double same = (batched[1].label_map == single.label_map).to(at::kDouble).mean().item<double>();
+  const double same =
+      (batched[1].label_map == single.label_map).to(at::kDouble).mean().item<double>();
   EXPECT_GT(same, 0.5) << "fraction of equal labels";
-  const double corr = at::corrcoef(at::stack({batched[1].logits.flatten(), single.logits.flatten()}))[0][1].item<double>();
+  const double corr =
+      at::corrcoef(at::stack({batched[1].logits.flatten(), single.logits.flatten()}))[0][1]
+          .item<double>();
   EXPECT_GT(corr, 0.9);
 }
 

@@ -49,8 +49,10 @@ inline std::string ShapeString(const at::Tensor& t) {
 // parameters, then its buffers.
 inline KeyShapes StateDictLayout(const torch::nn::Module& module, const std::string& prefix = "") {
   KeyShapes out;
-  for (const auto& p : module.named_parameters(false)) out.emplace_back(prefix + p.key(), ShapeString(p.value()));
-  for (const auto& b : module.named_buffers(false)) out.emplace_back(prefix + b.key(), ShapeString(b.value()));
+  for (const auto& p : module.named_parameters(false))
+    out.emplace_back(prefix + p.key(), ShapeString(p.value()));
+  for (const auto& b : module.named_buffers(false))
+    out.emplace_back(prefix + b.key(), ShapeString(b.value()));
   for (const auto& c : module.named_children()) {
     KeyShapes child = StateDictLayout(*c.value(), prefix + c.key() + ".");
     out.insert(out.end(), child.begin(), child.end());

@@ -95,8 +95,8 @@ std::pair<at::Tensor, DenseImageMeta> LoadImage(const std::string& path, const A
   try {
     absl::StatusOr<std::string> bytes = common::ReadFile("image", path);
     if (!bytes.ok()) throw std::runtime_error(std::string(bytes.status().message()));
-    img = preprocess::Preprocess(
-        preprocess::DecodeImage(*bytes, /*apply_exif_orientation=*/true), false, spec);
+    img = preprocess::Preprocess(preprocess::DecodeImage(*bytes, /*apply_exif_orientation=*/true),
+                                 false, spec);
   } catch (const preprocess::PreprocessError& e) {
     throw std::runtime_error(path + ": " + e.what());
   }
@@ -116,19 +116,22 @@ std::string DetectionJson(const std::string& image, const DenseImageMeta& meta,
                                       b[3].item<float>()};
     const int64_t label = d.labels[i].item<int64_t>();
     const at::Tensor probs = d.mask_probs[i].contiguous();
-    const detection::MaskWindow mask =
-        detection::PasteMask(probs.data_ptr<float>(), detection::kMaskSize,
-                             detection::MmdetPasteBox(box, meta.scale_x, meta.scale_y), h, w,
-                             detection::kMaskThreshold);
-    detections.push_back({{"box", box},
-                          {"score", d.scores[i].item<float>()},
-                          {"label", label},
-                          {"name", (*arch.class_names)[label]},
-                          {"mask", {{"size", {h, w}}, {"counts", detection::EncodeRle(mask, h, w)}}}});
+    const detection::MaskWindow mask = detection::PasteMask(
+        probs.data_ptr<float>(), detection::kMaskSize,
+        detection::MmdetPasteBox(box, meta.scale_x, meta.scale_y), h, w, detection::kMaskThreshold);
+    detections.push_back(
+        {{"box", box},
+         {"score", d.scores[i].item<float>()},
+         {"label", label},
+         {"name", (*arch.class_names)[label]},
+         {"mask", {{"size", {h, w}}, {"counts", detection::EncodeRle(mask, h, w)}}}});
   }
-  const Json document = {{"image", image},         {"width", w},
-                         {"height", h},            {"model", arch.name},
-                         {"weights", origin.description}, {"detections", std::move(detections)}};
+  const Json document = {{"image", image},
+                         {"width", w},
+                         {"height", h},
+                         {"model", arch.name},
+                         {"weights", origin.description},
+                         {"detections", std::move(detections)}};
   return document.dump(1) + "\n";
 }
 
@@ -150,12 +153,14 @@ void PrintDetections(const std::string& image, const Architecture& arch,
 }
 
 // Prints the classes of a label map with their share of the pixels, most first.
-void PrintClassShares(const std::string& image, const Architecture& arch, const at::Tensor& labels) {
+void PrintClassShares(const std::string& image, const Architecture& arch,
+                      const at::Tensor& labels) {
   constexpr size_t kShown = 10;
   const at::Tensor counts = at::bincount(labels.flatten().to(at::kLong), {}, arch.num_classes);
   std::vector<std::pair<int64_t, int64_t>> present;  // (pixels, class)
   for (int64_t c = 0; c < counts.size(0); ++c) {
-    if (const int64_t pixels = counts[c].item<int64_t>(); pixels > 0) present.emplace_back(pixels, c);
+    if (const int64_t pixels = counts[c].item<int64_t>(); pixels > 0)
+      present.emplace_back(pixels, c);
   }
   std::stable_sort(present.begin(), present.end(),
                    [](const auto& a, const auto& b) { return a.first > b.first; });
@@ -170,7 +175,8 @@ void PrintClassShares(const std::string& image, const Architecture& arch, const 
   }
 }
 
-int RunDetection(const Architecture& arch, const DensePredictRequest& request, const fs::path& dir) {
+int RunDetection(const Architecture& arch, const DensePredictRequest& request,
+                 const fs::path& dir) {
   detection::MaskRcnn model(arch);
   const WeightsOrigin origin = request.weights.empty()
                                    ? RandomWeights(model.network(), request.seed)

@@ -31,8 +31,8 @@
 namespace iis::models::tools {
 
 struct DensePredictRequest {
-  std::string weights;  // checkpoint file; empty: seeded random weights (with a warning)
-  uint64_t seed = 0;    // seed of the random weights
+  std::string weights;     // checkpoint file; empty: seeded random weights (with a warning)
+  uint64_t seed = 0;       // seed of the random weights
   bool reference = false;  // ATen reference backbone instead of the optimised CPU plan
   std::vector<std::string> images;  // image mode: files to run
   std::string input;                // array mode: the .npy file

@@ -34,9 +34,10 @@ class PredictDenseTest : public ::testing::Test {
   void SetUp() override {
     predict_ = testing_paths::BinaryDir() + "/bin/internimage-predict";
     if (!fs::exists(predict_)) GTEST_SKIP() << predict_ << " not built";
-    dir_ = fs::temp_directory_path() /
-           ("predict_dense_test_" + std::to_string(::testing::UnitTest::GetInstance()->random_seed()) +
-            "_" + ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    dir_ =
+        fs::temp_directory_path() /
+        ("predict_dense_test_" + std::to_string(::testing::UnitTest::GetInstance()->random_seed()) +
+         "_" + ::testing::UnitTest::GetInstance()->current_test_info()->name());
     fs::remove_all(dir_);
     fs::create_directories(dir_);
   }
@@ -127,7 +128,8 @@ TEST_F(PredictDenseTest, BadUsageIsReported) {
   Result r = Run(model + " --input " + Save("x", at::zeros({1, 3, 50, 64})) + " --output-dir " +
                  dir_.string());
   EXPECT_EQ(r.status, 1);
-  EXPECT_NE(r.output.find("H and W positive multiples of 32, got 1 x 3 x 50 x 64"), std::string::npos)
+  EXPECT_NE(r.output.find("H and W positive multiples of 32, got 1 x 3 x 50 x 64"),
+            std::string::npos)
       << r.output;
   r = Run(model + " --input " + (dir_ / "x.npy").string());
   EXPECT_EQ(r.status, 2);
@@ -157,7 +159,7 @@ TEST_F(PredictDenseTest, ImagesWithoutAnOutputFolderPrintASummary) {
   EXPECT_NE(r.output.find("coffee.png: "), std::string::npos) << r.output;
   EXPECT_NE(r.output.find(" detections"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("box ("), std::string::npos) << r.output;  // random weights find some
-  for (const auto& entry : fs::directory_iterator(dir_)) {  // nothing written but the log
+  for (const auto& entry : fs::directory_iterator(dir_)) {           // nothing written but the log
     EXPECT_EQ(entry.path().filename(), "log.txt");
   }
 

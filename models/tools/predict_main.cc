@@ -66,7 +66,8 @@ struct Args {
 // The architecture names, as a validator of --model.
 CLI::Validator KnownArchitecture() {
   std::string names;
-  for (const Architecture& a : Architectures()) absl::StrAppend(&names, names.empty() ? "" : ", ", a.name);
+  for (const Architecture& a : Architectures())
+    absl::StrAppend(&names, names.empty() ? "" : ", ", a.name);
   return CLI::Validator(
       [names](std::string& text) -> std::string {
         if (FindArchitecture(text) != nullptr) return "";
@@ -162,8 +163,9 @@ int RunClassification(const Args& args, const Architecture& arch) {
     out.data.resize(logits.numel() * sizeof(float));
     std::memcpy(out.data.data(), logits.data_ptr<float>(), out.data.size());
     WriteNpy(args.output, out);
-    std::fprintf(stderr, "internimage-predict: wrote %s (%lld x %lld logits)\n", args.output.c_str(),
-                 static_cast<long long>(out.shape[0]), static_cast<long long>(out.shape[1]));
+    std::fprintf(stderr, "internimage-predict: wrote %s (%lld x %lld logits)\n",
+                 args.output.c_str(), static_cast<long long>(out.shape[0]),
+                 static_cast<long long>(out.shape[1]));
     return 0;
   }
   const preprocess::PreprocessSpec spec = preprocess::SpecFor(arch);

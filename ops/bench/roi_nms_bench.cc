@@ -110,11 +110,16 @@ void BM_RoiAlign(benchmark::State& state) {
   const at::Tensor input = FeatureMap();
   const at::Tensor rois = P2Rois(state.range(0));
   for (auto _ : state) {
-    benchmark::DoNotOptimize(RoiAlign(input, rois, kScale, state.range(1), state.range(1), 0, true));
+    benchmark::DoNotOptimize(
+        RoiAlign(input, rois, kScale, state.range(1), state.range(1), 0, true));
   }
   state.SetItemsProcessed(state.iterations() * state.range(0));
 }
-BENCHMARK(BM_RoiAlign)->Args({512, 7})->Args({100, 14})->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_RoiAlign)
+    ->Args({512, 7})
+    ->Args({100, 14})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 
 void BM_RoiAlignNaive(benchmark::State& state) {
   const at::Tensor input = FeatureMap();
@@ -124,7 +129,11 @@ void BM_RoiAlignNaive(benchmark::State& state) {
   }
   state.SetItemsProcessed(state.iterations() * state.range(0));
 }
-BENCHMARK(BM_RoiAlignNaive)->Args({512, 7})->Args({100, 14})->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_RoiAlignNaive)
+    ->Args({512, 7})
+    ->Args({100, 14})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 
 // Clustered detections like RPN proposals or RCNN candidates: `objects` objects in an
 // 800 x 1216 image, each surrounded by jittered boxes clipped to the image; scores uniform;
@@ -146,7 +155,8 @@ Detections Clustered(int64_t n, int objects, int64_t groups) {
     centres[o * 4 + 2] = w;
     centres[o * 4 + 3] = h;
   }
-  Detections d{at::empty({n, 4}, at::kFloat), at::empty({n}, at::kFloat), at::empty({n}, at::kLong)};
+  Detections d{at::empty({n, 4}, at::kFloat), at::empty({n}, at::kFloat),
+               at::empty({n}, at::kLong)};
   for (int64_t i = 0; i < n; ++i) {
     const float* c = &centres[(rng() % objects) * 4];
     const float x = c[0] + 0.3f * c[2] * (unit(rng) - 0.5f);

@@ -194,8 +194,8 @@ bool OffsetsSeparateGroups(const float* boxes, const int64_t* groups, int64_t n,
   return true;
 }
 
-at::Tensor BatchedNmsCpu(const at::Tensor& boxes, const at::Tensor& scores,
-                         const at::Tensor& idxs, double iou_threshold) {
+at::Tensor BatchedNmsCpu(const at::Tensor& boxes, const at::Tensor& scores, const at::Tensor& idxs,
+                         double iou_threshold) {
   CheckBatchedNmsArguments(boxes, scores, idxs, iou_threshold);
   CheckOnCpu("iis::batched_nms", boxes);
   const int64_t n = boxes.size(0);
@@ -222,8 +222,7 @@ at::Tensor BatchedNmsCpu(const at::Tensor& boxes, const at::Tensor& scores,
   std::vector<float> offsets(n);
   for (int64_t i = 0; i < n; ++i) offsets[i] = static_cast<float>(group_data[i]) * step;
 
-  if (n < kBatchedNmsSplitThreshold &&
-      !OffsetsSeparateGroups(box_data, group_data, n, step)) {
+  if (n < kBatchedNmsSplitThreshold && !OffsetsSeparateGroups(box_data, group_data, n, step)) {
     const std::vector<Entry> entries = SortedEntries(score_data, nullptr, n);
     std::vector<int64_t> order(n);
     for (int64_t p = 0; p < n; ++p) order[p] = entries[p].index;

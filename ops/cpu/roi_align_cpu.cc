@@ -27,8 +27,8 @@ namespace {
 struct AxisSample {
   int64_t low;
   int64_t high;
-  float frac;        // weight of `high`: position - low
-  float one_minus;   // weight of `low`: 1 - frac
+  float frac;       // weight of `high`: position - low
+  float one_minus;  // weight of `low`: 1 - frac
 };
 
 // The valid samples of one RoI along one axis, bin by bin (samples outside the map are dropped:
@@ -42,11 +42,11 @@ struct AxisTable {
 struct Scratch {
   AxisTable x;
   AxisTable y;
-  std::vector<int64_t> cols;       // distinct map columns the RoI reads, ascending
-  std::vector<int64_t> rows;       // distinct map rows the current band reads, ascending
-  std::vector<AxisSample> band;    // the band's y samples with tile row indices
-  std::vector<float> tile;         // (rows, cols, C) copy of the pixels the band reads
-  std::vector<float> acc;          // C accumulators of one bin
+  std::vector<int64_t> cols;     // distinct map columns the RoI reads, ascending
+  std::vector<int64_t> rows;     // distinct map rows the current band reads, ascending
+  std::vector<AxisSample> band;  // the band's y samples with tile row indices
+  std::vector<float> tile;       // (rows, cols, C) copy of the pixels the band reads
+  std::vector<float> acc;        // C accumulators of one bin
 };
 
 // Fills `table` with the valid samples along an axis of `size` pixels, following mmcv's
@@ -133,9 +133,8 @@ void AccumulateSample(float w1, const float* __restrict t1, float w2, const floa
 // Pools one RoI. `image` is the (C, H, W) map of the RoI's batch element, `out` its (C, PH, PW)
 // output.
 void RoiAlignOne(const float* image, int64_t channels, int64_t height, int64_t width,
-                 const float* roi, float spatial_scale, int64_t pooled_height,
-                 int64_t pooled_width, int64_t sampling_ratio, bool aligned, float* out,
-                 Scratch* s) {
+                 const float* roi, float spatial_scale, int64_t pooled_height, int64_t pooled_width,
+                 int64_t sampling_ratio, bool aligned, float* out, Scratch* s) {
   const int64_t bins = pooled_height * pooled_width;
   const RoiAxis ax =
       ComputeRoiAxis(roi[1], roi[3], spatial_scale, pooled_width, sampling_ratio, aligned);
@@ -195,10 +194,9 @@ void RoiAlignOne(const float* image, int64_t channels, int64_t height, int64_t w
 at::Tensor RoiAlignCpu(const at::Tensor& input, const at::Tensor& rois, double spatial_scale,
                        int64_t pooled_height, int64_t pooled_width, int64_t sampling_ratio,
                        bool aligned) {
-  CheckRoiAlignArguments(input, rois, spatial_scale, pooled_height, pooled_width,
-                         sampling_ratio);
-  TORCH_CHECK(input.device().is_cpu(), "iis::roi_align (CPU kernel): input must be on the CPU, got ",
-              input.device());
+  CheckRoiAlignArguments(input, rois, spatial_scale, pooled_height, pooled_width, sampling_ratio);
+  TORCH_CHECK(input.device().is_cpu(),
+              "iis::roi_align (CPU kernel): input must be on the CPU, got ", input.device());
   TORCH_CHECK(input.scalar_type() == at::kFloat,
               "iis::roi_align: on the CPU input must be float32, got ", input.scalar_type());
   TORCH_CHECK(rois.scalar_type() == at::kFloat,
@@ -209,8 +207,7 @@ at::Tensor RoiAlignCpu(const at::Tensor& input, const at::Tensor& rois, double s
   const int64_t channels = in.size(1);
   const int64_t height = in.size(2);
   const int64_t width = in.size(3);
-  CheckRoiValues(boxes, batch, spatial_scale, pooled_height, pooled_width, sampling_ratio,
-                 aligned);
+  CheckRoiValues(boxes, batch, spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned);
 
   const int64_t num_rois = boxes.size(0);
   at::Tensor output = at::empty({num_rois, channels, pooled_height, pooled_width}, in.options());

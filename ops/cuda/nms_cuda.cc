@@ -66,8 +66,8 @@ at::Tensor NmsCuda(const at::Tensor& boxes, const at::Tensor& scores, double iou
   return NmsOnDevice(boxes, scores, iou_threshold);
 }
 
-at::Tensor BatchedNmsCuda(const at::Tensor& boxes, const at::Tensor& scores,
-                          const at::Tensor& idxs, double iou_threshold) {
+at::Tensor BatchedNmsCuda(const at::Tensor& boxes, const at::Tensor& scores, const at::Tensor& idxs,
+                          double iou_threshold) {
   CheckBatchedNmsArguments(boxes, scores, idxs, iou_threshold);
   CheckOnCuda("iis::batched_nms", boxes);
   const c10::cuda::CUDAGuard guard(boxes.device());

@@ -20,8 +20,7 @@ namespace {
 at::Tensor RoiAlignCuda(const at::Tensor& input, const at::Tensor& rois, double spatial_scale,
                         int64_t pooled_height, int64_t pooled_width, int64_t sampling_ratio,
                         bool aligned) {
-  CheckRoiAlignArguments(input, rois, spatial_scale, pooled_height, pooled_width,
-                         sampling_ratio);
+  CheckRoiAlignArguments(input, rois, spatial_scale, pooled_height, pooled_width, sampling_ratio);
   TORCH_CHECK(input.is_cuda(), "iis::roi_align (CUDA kernel): input must be on a CUDA device, got ",
               input.device());
   iis::ops::cuda::RoiAlignDtype dtype;

@@ -16,20 +16,32 @@ constexpr int kThreads = 256;
 template <typename T>
 __device__ __forceinline__ float Load(const T* p);
 template <>
-__device__ __forceinline__ float Load(const float* p) { return *p; }
+__device__ __forceinline__ float Load(const float* p) {
+  return *p;
+}
 template <>
-__device__ __forceinline__ float Load(const __half* p) { return __half2float(*p); }
+__device__ __forceinline__ float Load(const __half* p) {
+  return __half2float(*p);
+}
 template <>
-__device__ __forceinline__ float Load(const __nv_bfloat16* p) { return __bfloat162float(*p); }
+__device__ __forceinline__ float Load(const __nv_bfloat16* p) {
+  return __bfloat162float(*p);
+}
 
 template <typename T>
 __device__ __forceinline__ T Store(float v);
 template <>
-__device__ __forceinline__ float Store(float v) { return v; }
+__device__ __forceinline__ float Store(float v) {
+  return v;
+}
 template <>
-__device__ __forceinline__ __half Store(float v) { return __float2half_rn(v); }
+__device__ __forceinline__ __half Store(float v) {
+  return __float2half_rn(v);
+}
 template <>
-__device__ __forceinline__ __nv_bfloat16 Store(float v) { return __float2bfloat16_rn(v); }
+__device__ __forceinline__ __nv_bfloat16 Store(float v) {
+  return __float2bfloat16_rn(v);
+}
 
 // Sampling geometry along one axis, as iis::ops::ComputeRoiAxis computes it.
 struct Axis {
@@ -103,8 +115,8 @@ __global__ void RoiAlignForwardKernel(int64_t total, const T* __restrict__ input
                                       int channels, int height, int width, int pooled_height,
                                       int pooled_width, int sampling_ratio, float spatial_scale,
                                       bool aligned) {
-  for (int64_t index = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-       index < total; index += static_cast<int64_t>(blockDim.x) * gridDim.x) {
+  for (int64_t index = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; index < total;
+       index += static_cast<int64_t>(blockDim.x) * gridDim.x) {
     const int pw = static_cast<int>(index % pooled_width);
     const int ph = static_cast<int>((index / pooled_width) % pooled_height);
     const int c = static_cast<int>((index / pooled_width / pooled_height) % channels);
@@ -112,8 +124,7 @@ __global__ void RoiAlignForwardKernel(int64_t total, const T* __restrict__ input
     const float* roi = rois + k * 5;
     const int64_t b = static_cast<int64_t>(roi[0]);
     const Axis ax = MakeAxis(roi[1], roi[3], spatial_scale, pooled_width, sampling_ratio, aligned);
-    const Axis ay =
-        MakeAxis(roi[2], roi[4], spatial_scale, pooled_height, sampling_ratio, aligned);
+    const Axis ay = MakeAxis(roi[2], roi[4], spatial_scale, pooled_height, sampling_ratio, aligned);
     const T* plane = input + (b * channels + c) * static_cast<int64_t>(height) * width;
     float sum = 0.0f;
     for (int iy = 0; iy < ay.grid; ++iy) {

@@ -119,7 +119,8 @@ TEST_F(CudaOpsTest, RoiAlignHalfPrecisionAccumulatesInFloat32) {
 TEST_F(CudaOpsTest, RoiAlignEdgeCases) {
   std::mt19937 rng(5);
   const at::Tensor input = RandomNormal(&rng, {2, 8, 9, 11}).cuda();
-  const at::Tensor empty = RoiAlign(input, at::empty({0, 5}, at::kFloat).cuda(), 1.0, 7, 7, 0, true);
+  const at::Tensor empty =
+      RoiAlign(input, at::empty({0, 5}, at::kFloat).cuda(), 1.0, 7, 7, 0, true);
   EXPECT_EQ(empty.sizes(), (std::vector<int64_t>{0, 8, 7, 7}));
   std::vector<float> bad = {2, 0, 0, 4, 4};
   const at::Tensor bad_rois = at::from_blob(bad.data(), {1, 5}, at::kFloat).cuda();
@@ -140,7 +141,8 @@ struct Detections {
 // Clustered boxes (heavy overlaps), some zero-area and inverted ones, scores with ties.
 Detections RandomDetections(std::mt19937* rng, int64_t n, int64_t classes) {
   std::uniform_real_distribution<float> unit(0.0f, 1.0f);
-  Detections d{at::empty({n, 4}, at::kFloat), at::empty({n}, at::kFloat), at::empty({n}, at::kLong)};
+  Detections d{at::empty({n, 4}, at::kFloat), at::empty({n}, at::kFloat),
+               at::empty({n}, at::kLong)};
   float* b = d.boxes.data_ptr<float>();
   for (int64_t i = 0; i < n; ++i, b += 4) {
     const float cx = 50.0f * static_cast<float>((*rng)() % 9);
@@ -175,7 +177,8 @@ TEST_F(CudaOpsTest, NmsIsIdenticalToCpu) {
 TEST_F(CudaOpsTest, BatchedNmsIsIdenticalToCpu) {
   std::mt19937 rng(7);
   // 5 levels x 1000 (RPN, one NMS call) and 12000 boxes of 80 classes (RCNN, per-class path).
-  for (const auto& [n, classes] : std::vector<std::pair<int64_t, int64_t>>{{5000, 5}, {12000, 80}}) {
+  for (const auto& [n, classes] :
+       std::vector<std::pair<int64_t, int64_t>>{{5000, 5}, {12000, 80}}) {
     const Detections d = RandomDetections(&rng, n, classes);
     for (const double threshold : {0.5, 0.7}) {
       const at::Tensor cpu = BatchedNms(d.boxes, d.scores, d.idxs, threshold);

@@ -10,10 +10,9 @@ namespace iis::ops::reference {
 namespace {
 
 // Bilinear value of `plane` (H, W) at (y, x) with the RoIAlign boundary rule.
-double Bilinear(const at::TensorAccessor<double, 2>& plane, int64_t height, int64_t width,
-                double y, double x) {
-  if (y < -1.0 || y > static_cast<double>(height) || x < -1.0 ||
-      x > static_cast<double>(width)) {
+double Bilinear(const at::TensorAccessor<double, 2>& plane, int64_t height, int64_t width, double y,
+                double x) {
+  if (y < -1.0 || y > static_cast<double>(height) || x < -1.0 || x > static_cast<double>(width)) {
     return 0.0;
   }
   y = std::max(y, 0.0);
@@ -40,9 +39,9 @@ double Bilinear(const at::TensorAccessor<double, 2>& plane, int64_t height, int6
 
 }  // namespace
 
-at::Tensor RoiAlignReference(const at::Tensor& input, const at::Tensor& rois,
-                             double spatial_scale, int64_t pooled_height, int64_t pooled_width,
-                             int64_t sampling_ratio, bool aligned) {
+at::Tensor RoiAlignReference(const at::Tensor& input, const at::Tensor& rois, double spatial_scale,
+                             int64_t pooled_height, int64_t pooled_width, int64_t sampling_ratio,
+                             bool aligned) {
   const at::Tensor in = input.to(at::kDouble).contiguous();
   const at::Tensor boxes = rois.to(at::kDouble).contiguous();
   const auto in_a = in.accessor<double, 4>();
@@ -51,8 +50,7 @@ at::Tensor RoiAlignReference(const at::Tensor& input, const at::Tensor& rois,
   const int64_t height = in.size(2);
   const int64_t width = in.size(3);
   const int64_t num_rois = boxes.size(0);
-  at::Tensor out =
-      at::zeros({num_rois, channels, pooled_height, pooled_width}, in.options());
+  at::Tensor out = at::zeros({num_rois, channels, pooled_height, pooled_width}, in.options());
   auto out_a = out.accessor<double, 4>();
   const double offset = aligned ? 0.5 : 0.0;
   for (int64_t k = 0; k < num_rois; ++k) {
@@ -67,9 +65,8 @@ at::Tensor RoiAlignReference(const at::Tensor& input, const at::Tensor& rois,
     }
     const double bin_w = roi_w / static_cast<double>(pooled_width);
     const double bin_h = roi_h / static_cast<double>(pooled_height);
-    const int64_t grid_w = sampling_ratio > 0
-                               ? sampling_ratio
-                               : static_cast<int64_t>(std::ceil(roi_w / pooled_width));
+    const int64_t grid_w =
+        sampling_ratio > 0 ? sampling_ratio : static_cast<int64_t>(std::ceil(roi_w / pooled_width));
     const int64_t grid_h = sampling_ratio > 0
                                ? sampling_ratio
                                : static_cast<int64_t>(std::ceil(roi_h / pooled_height));

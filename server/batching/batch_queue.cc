@@ -21,7 +21,8 @@ std::vector<BatchQueueOptionProblem> FindBatchQueueOptionProblems(
   auto add = [&problems](std::string field, std::string must_be, std::string got) {
     problems.push_back({std::move(field), std::move(must_be), std::move(got)});
   };
-  if (options.max_batch_size < 1) add("max_batch_size", ">= 1", absl::StrCat(options.max_batch_size));
+  if (options.max_batch_size < 1)
+    add("max_batch_size", ">= 1", absl::StrCat(options.max_batch_size));
   if (options.max_queue_delay < absl::ZeroDuration()) {
     add("max_queue_delay", ">= 0", absl::FormatDuration(options.max_queue_delay));
   } else if (options.max_queue_delay == absl::InfiniteDuration()) {
@@ -40,7 +41,8 @@ std::vector<BatchQueueOptionProblem> FindBatchQueueOptionProblems(
           absl::StrCat(size));
     }
   }
-  if (options.max_queue_size < 1) add("max_queue_size", ">= 1", absl::StrCat(options.max_queue_size));
+  if (options.max_queue_size < 1)
+    add("max_queue_size", ">= 1", absl::StrCat(options.max_queue_size));
   if (options.num_instances < 1) {
     add("num_instances", ">= 1", absl::StrCat(options.num_instances));
   } else if (options.num_instances > BatchQueueOptions::kMaxInstances) {
@@ -118,8 +120,8 @@ absl::StatusOr<BatchReservation> BatchQueueCore::Reserve() {
   if (draining_) return DrainingStatus();
   const int waiting = reserved_ + static_cast<int>(queue_.size());
   if (waiting >= options_.max_queue_size) {
-    return absl::ResourceExhaustedError(absl::StrCat("queue of model ", options_.name,
-                                                     " is full (", waiting, " requests waiting)"));
+    return absl::ResourceExhaustedError(absl::StrCat("queue of model ", options_.name, " is full (",
+                                                     waiting, " requests waiting)"));
   }
   ++reserved_;
   return BatchReservation(this);
@@ -135,11 +137,10 @@ void BatchQueueCore::Schedule(BatchReservation reservation, std::unique_ptr<Batc
     // `reservation` (empty, or another queue's slot, given back when it goes out of scope) admits
     // nothing here.
     if (task != nullptr) {
-      drop_(std::move(task),
-            absl::FailedPreconditionError(absl::StrCat(
-                "Schedule() on the queue of model ", options_.name,
-                " needs a Reservation from that queue's Reserve(), got ",
-                reservation.holds_slot() ? "another queue's" : "an empty one")));
+      drop_(std::move(task), absl::FailedPreconditionError(absl::StrCat(
+                                 "Schedule() on the queue of model ", options_.name,
+                                 " needs a Reservation from that queue's Reserve(), got ",
+                                 reservation.holds_slot() ? "another queue's" : "an empty one")));
     }
     return;
   }
@@ -153,8 +154,8 @@ void BatchQueueCore::Schedule(BatchReservation reservation, std::unique_ptr<Batc
     const absl::Time now = clock_->Now();
     if (stopped_) {
       // A drain ran out of time before this admitted task was prepared.
-      drop_status = absl::UnavailableError(absl::StrCat(
-          "queue of model ", options_.name, " shut down before the request could run"));
+      drop_status = absl::UnavailableError(absl::StrCat("queue of model ", options_.name,
+                                                        " shut down before the request could run"));
     } else if (deadline <= now) {
       drop_status = absl::DeadlineExceededError(absl::StrCat(
           "deadline passed before the request reached the queue of model ", options_.name));

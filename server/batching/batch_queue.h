@@ -43,7 +43,8 @@ class BatchTask {
   virtual absl::Time deadline() const { return absl::InfiniteFuture(); }
 
   // Returns true once whoever submitted the task has given up on it. Polled while a batch is being
-  // formed (with the queue's lock held); a cancelled task is dropped instead of run. Default: false.
+  // formed (with the queue's lock held); a cancelled task is dropped instead of run. Default:
+  // false.
   virtual bool IsCancelled() const { return false; }
 };
 
@@ -65,9 +66,9 @@ struct BatchQueueOptions {
   // are being prepared, batches still fill up. Default false: always wait (Triton's behaviour).
   bool delay_only_while_tasks_are_reserved = false;
 
-  // Batch sizes the model runs best at. When the queue can fill one of them, the largest it can fill
-  // is dispatched at once instead of waiting for max_queue_delay. Constraint: strictly ascending,
-  // each in [1, max_batch_size]. Default: none.
+  // Batch sizes the model runs best at. When the queue can fill one of them, the largest it can
+  // fill is dispatched at once instead of waiting for max_queue_delay. Constraint: strictly
+  // ascending, each in [1, max_batch_size]. Default: none.
   std::vector<int> preferred_batch_sizes;
 
   // Most tasks reserved or queued at a time (tasks in a running batch no longer count); Reserve()
@@ -205,11 +206,11 @@ class BatchQueueCore {
 
   mutable absl::Mutex mu_;
   std::deque<Entry> queue_ ABSL_GUARDED_BY(mu_);  // in Schedule() order
-  int reserved_ ABSL_GUARDED_BY(mu_) = 0;         // slots handed out, not yet scheduled or given back
-  int in_progress_ ABSL_GUARDED_BY(mu_) = 0;      // batch threads delivering a formation
-  bool forming_ ABSL_GUARDED_BY(mu_) = false;     // a batch thread leads formation
-  bool draining_ ABSL_GUARDED_BY(mu_) = false;    // Drain() started: reserve nothing more
-  bool stopped_ ABSL_GUARDED_BY(mu_) = false;     // Drain() took over: batch threads exit
+  int reserved_ ABSL_GUARDED_BY(mu_) = 0;       // slots handed out, not yet scheduled or given back
+  int in_progress_ ABSL_GUARDED_BY(mu_) = 0;    // batch threads delivering a formation
+  bool forming_ ABSL_GUARDED_BY(mu_) = false;   // a batch thread leads formation
+  bool draining_ ABSL_GUARDED_BY(mu_) = false;  // Drain() started: reserve nothing more
+  bool stopped_ ABSL_GUARDED_BY(mu_) = false;   // Drain() took over: batch threads exit
 };
 
 }  // namespace batching_internal
@@ -223,8 +224,9 @@ class BatchQueueCore {
 //   - max_batch_size tasks queued: dispatch them at once;
 //   - else, with preferred sizes: dispatch at once the largest preferred size the queue can fill;
 //   - else (with delay_only_while_tasks_are_reserved: only while a slot is reserved, otherwise at
-//     once) wait until the oldest task has waited max_queue_delay, or until deadline_headroom before
-//     the earliest deadline among the waiting tasks, whichever comes first, then dispatch all;
+//     once) wait until the oldest task has waited max_queue_delay, or until deadline_headroom
+//     before the earliest deadline among the waiting tasks, whichever comes first, then dispatch
+//     all;
 //   - while draining, dispatch whatever is queued without waiting.
 //
 // Callbacks run on the batch threads (DropFn also on the thread calling Schedule(), Drain() or the
@@ -243,7 +245,8 @@ class BatchQueue {
   // in arrival order. While it runs, that instance takes no other batch.
   using ProcessBatchFn = std::function<void(int instance, std::vector<std::unique_ptr<T>> batch)>;
   // Receives a task that will not run, with why:
-  //   DEADLINE_EXCEEDED  its deadline was reached before it could be put in a batch (an expired task
+  //   DEADLINE_EXCEEDED  its deadline was reached before it could be put in a batch (an expired
+  //   task
   //                      is never handed to ProcessBatchFn);
   //   CANCELLED          IsCancelled() was true when its batch was formed;
   //   UNAVAILABLE        the queue had shut down (its drain deadline had passed) when it was

@@ -8,8 +8,8 @@
 
 #include "absl/synchronization/mutex.h"
 #include "benchmark/benchmark.h"
-#include "server/batching/batch_queue.h"
 #include "common/thread_pool.h"
+#include "server/batching/batch_queue.h"
 
 namespace iis {
 namespace {

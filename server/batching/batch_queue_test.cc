@@ -132,7 +132,8 @@ class Harness {
   std::vector<int> AllDelivered() {
     absl::MutexLock lock(&mu_);
     std::vector<int> ids;
-    for (const auto& [instance, batch] : batches_) ids.insert(ids.end(), batch.begin(), batch.end());
+    for (const auto& [instance, batch] : batches_)
+      ids.insert(ids.end(), batch.begin(), batch.end());
     for (const Drop& drop : drops_) ids.push_back(drop.id);
     return ids;
   }
@@ -201,8 +202,7 @@ TEST(BatchQueueTest, LargestFillablePreferredSizeIsDispatchedAtOnce) {
   EXPECT_EQ(h.Batches().size(), 2u);
   h.clock().Advance(absl::Hours(1));
   ASSERT_TRUE(h.WaitForBatches(3));
-  EXPECT_THAT(h.Batches(),
-              ElementsAre(ElementsAre(0, 1), ElementsAre(2, 3, 4, 5), ElementsAre(6)));
+  EXPECT_THAT(h.Batches(), ElementsAre(ElementsAre(0, 1), ElementsAre(2, 3, 4, 5), ElementsAre(6)));
 }
 
 TEST(BatchQueueTest, PartialBatchLeavesWhenTheOldestTaskHasWaitedMaxQueueDelay) {
@@ -246,7 +246,8 @@ TEST(BatchQueueTest, DelayOnlyWhileReservedDispatchesALoneTaskAtOnce) {
   ASSERT_TRUE(h.clock().BlockUntilWaiter(kStart + absl::Hours(1)));
   EXPECT_EQ(h.Batches().size(), 1u);
   // ... and both leave together as soon as it arrives.
-  h.queue().Schedule(*std::move(coming), std::make_unique<TestTask>(2, absl::InfiniteFuture(), nullptr));
+  h.queue().Schedule(*std::move(coming),
+                     std::make_unique<TestTask>(2, absl::InfiniteFuture(), nullptr));
   ASSERT_TRUE(h.WaitForBatches(2));
   EXPECT_THAT(h.Batches(), ElementsAre(ElementsAre(0), ElementsAre(1, 2)));
   // A reservation given back unused ends the wait too.
@@ -268,9 +269,8 @@ TEST(BatchQueueTest, TasksKeepArrivalOrderAcrossBatches) {
   for (int id = 1; id <= 10; ++id) h.Add(id);
   h.OpenGate();
   ASSERT_TRUE(h.WaitForBatches(5));
-  EXPECT_THAT(h.Batches(), ElementsAre(ElementsAre(0), ElementsAre(1, 2, 3),
-                                             ElementsAre(4, 5, 6), ElementsAre(7, 8, 9),
-                                             ElementsAre(10)));
+  EXPECT_THAT(h.Batches(), ElementsAre(ElementsAre(0), ElementsAre(1, 2, 3), ElementsAre(4, 5, 6),
+                                       ElementsAre(7, 8, 9), ElementsAre(10)));
 }
 
 TEST(BatchQueueTest, InstancesRunBatchesConcurrently) {
@@ -295,8 +295,8 @@ TEST(BatchQueueTest, InstancesRunBatchesConcurrently) {
   h.Add(6);
   h.Add(7);
   ASSERT_TRUE(h.WaitForBatches(4));
-  EXPECT_THAT(h.Batches(), ElementsAre(ElementsAre(0, 1), ElementsAre(2, 3),
-                                             ElementsAre(4, 5), ElementsAre(6, 7)));
+  EXPECT_THAT(h.Batches(), ElementsAre(ElementsAre(0, 1), ElementsAre(2, 3), ElementsAre(4, 5),
+                                       ElementsAre(6, 7)));
 }
 
 TEST(BatchQueueTest, FullQueueRefusesAtOnceAndRecoversWhenABatchLeaves) {
@@ -316,8 +316,8 @@ TEST(BatchQueueTest, FullQueueRefusesAtOnceAndRecoversWhenABatchLeaves) {
   EXPECT_EQ(refused.status().code(), absl::StatusCode::kResourceExhausted);
   EXPECT_EQ(refused.status().message(), "queue of model m is full (3 requests waiting)");
 
-  h.queue().Schedule(std::move(slots[0]), std::make_unique<TestTask>(0, absl::InfiniteFuture(),
-                                                                     nullptr));
+  h.queue().Schedule(std::move(slots[0]),
+                     std::make_unique<TestTask>(0, absl::InfiniteFuture(), nullptr));
   EXPECT_EQ(h.queue().NumQueued(), 1);
   EXPECT_EQ(h.queue().NumReserved(), 3);
   EXPECT_FALSE(h.queue().Reserve().ok());
@@ -360,8 +360,8 @@ TEST(BatchQueueTest, UnusedReservationGivesItsSlotBack) {
 TEST(BatchQueueTest, ScheduleWithoutAReservationOfThisQueueDropsTheTask) {
   Harness h(Options(1, absl::ZeroDuration()));
   Harness other(Options(1, absl::ZeroDuration()));
-  h.queue().Schedule(BatchReservation(), std::make_unique<TestTask>(0, absl::InfiniteFuture(),
-                                                                    nullptr));
+  h.queue().Schedule(BatchReservation(),
+                     std::make_unique<TestTask>(0, absl::InfiniteFuture(), nullptr));
   absl::StatusOr<BatchReservation> foreign = other.queue().Reserve();
   ASSERT_TRUE(foreign.ok());
   h.queue().Schedule(*std::move(foreign),
@@ -514,7 +514,8 @@ TEST(BatchQueueTest, DrainWaitsForAdmittedSlotsUntilItsDeadlineThenRefusesThem) 
   h.clock().Advance(absl::Seconds(5));
   drainer.join();
   EXPECT_EQ(drained.code(), absl::StatusCode::kDeadlineExceeded);
-  EXPECT_THAT(drained.message(), HasSubstr("0 queued requests were dropped, 1 still being prepared"));
+  EXPECT_THAT(drained.message(),
+              HasSubstr("0 queued requests were dropped, 1 still being prepared"));
   h.queue().Schedule(*std::move(pending),
                      std::make_unique<TestTask>(7, absl::InfiniteFuture(), nullptr));
   std::vector<Drop> drops = h.Drops();
@@ -579,23 +580,29 @@ TEST(BatchQueueOptionsTest, ValidationNamesTheBadField) {
   };
   const Case cases[] = {
       {[](BatchQueueOptions& o) { o.max_batch_size = 0; }, "max_batch_size", "got 0"},
-      {[](BatchQueueOptions& o) { o.max_queue_delay = -absl::Milliseconds(1); },
-       "max_queue_delay", "got -1ms"},
+      {[](BatchQueueOptions& o) { o.max_queue_delay = -absl::Milliseconds(1); }, "max_queue_delay",
+       "got -1ms"},
       {[](BatchQueueOptions& o) { o.max_queue_delay = absl::InfiniteDuration(); },
        "max_queue_delay", "got inf"},
-      {[](BatchQueueOptions& o) { o.preferred_batch_sizes = {2, 9}; },
+      {[](BatchQueueOptions& o) {
+         o.preferred_batch_sizes = {2, 9};
+       },
        "preferred_batch_sizes[1]", "got 9"},
       {[](BatchQueueOptions& o) { o.preferred_batch_sizes = {0}; }, "preferred_batch_sizes[0]",
        "got 0"},
-      {[](BatchQueueOptions& o) { o.preferred_batch_sizes = {4, 4}; },
+      {[](BatchQueueOptions& o) {
+         o.preferred_batch_sizes = {4, 4};
+       },
        "preferred_batch_sizes[1]", "got 4"},
-      {[](BatchQueueOptions& o) { o.preferred_batch_sizes = {4, 2}; },
+      {[](BatchQueueOptions& o) {
+         o.preferred_batch_sizes = {4, 2};
+       },
        "preferred_batch_sizes[1]", "got 2"},
       {[](BatchQueueOptions& o) { o.max_queue_size = 0; }, "max_queue_size", "got 0"},
       {[](BatchQueueOptions& o) { o.num_instances = 0; }, "num_instances", "got 0"},
       {[](BatchQueueOptions& o) { o.num_instances = 100000; }, "num_instances", "got 100000"},
-      {[](BatchQueueOptions& o) { o.deadline_headroom = -absl::Seconds(1); },
-       "deadline_headroom", "got -1s"},
+      {[](BatchQueueOptions& o) { o.deadline_headroom = -absl::Seconds(1); }, "deadline_headroom",
+       "got -1s"},
   };
   for (const Case& c : cases) {
     BatchQueueOptions options;
@@ -672,9 +679,9 @@ TEST(BatchQueueStressTest, EveryScheduledTaskReachesExactlyOneCallback) {
         busy[instance] = 0;
       },
       [&](std::unique_ptr<TestTask> task, absl::Status status) {
-        EXPECT_THAT(status.code(), ::testing::AnyOf(absl::StatusCode::kDeadlineExceeded,
-                                                    absl::StatusCode::kCancelled,
-                                                    absl::StatusCode::kUnavailable));
+        EXPECT_THAT(status.code(),
+                    ::testing::AnyOf(absl::StatusCode::kDeadlineExceeded,
+                                     absl::StatusCode::kCancelled, absl::StatusCode::kUnavailable));
         ++hits[task->id()];
         ++num_dropped;
       },

@@ -27,8 +27,8 @@ class Clock {
   // absl::Mutex::AwaitWithDeadline does. `mu` must be held (exclusively) by the caller; `cond` must
   // follow absl::Condition's rules (a pure function of state guarded by `mu`). A deadline already
   // reached returns at once; absl::InfiniteFuture() waits for `cond` alone.
-  virtual bool AwaitWithDeadline(absl::Mutex* mu, const absl::Condition& cond,
-                                 absl::Time deadline) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) = 0;
+  virtual bool AwaitWithDeadline(absl::Mutex* mu, const absl::Condition& cond, absl::Time deadline)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) = 0;
 };
 
 // Returns the process-wide wall clock (absl::Now(), absl::Mutex timed waits). Never null, never
@@ -47,8 +47,8 @@ class FakeClock : public Clock {
   ~FakeClock() override;
 
   absl::Time Now() const override;
-  bool AwaitWithDeadline(absl::Mutex* mu, const absl::Condition& cond,
-                         absl::Time deadline) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) override;
+  bool AwaitWithDeadline(absl::Mutex* mu, const absl::Condition& cond, absl::Time deadline)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) override;
 
   // Moves the clock forward by `d` (a negative `d` is treated as zero: time never goes back) and
   // wakes every waiter whose deadline is now reached. When it returns, each such waiter's wait is
@@ -58,7 +58,8 @@ class FakeClock : public Clock {
 
   // Blocks until some thread waits on this clock with exactly `deadline`, or until `real_timeout`
   // of wall time passes (a guard so that a broken test fails instead of hanging). Returns true when
-  // such a waiter was seen. Lets a test know that a thread has decided to sleep before it moves time.
+  // such a waiter was seen. Lets a test know that a thread has decided to sleep before it moves
+  // time.
   bool BlockUntilWaiter(absl::Time deadline, absl::Duration real_timeout = absl::Seconds(30));
 
   // Returns how many threads are waiting on this clock right now.

@@ -111,7 +111,8 @@ TEST(FakeClockTest, AdvanceWakesOnlyReachedWaitersSharingAMutex) {
   clock.Advance(absl::Seconds(2));
   {
     absl::MutexLock lock(&woke_mu);
-    ASSERT_TRUE(woke_mu.AwaitWithTimeout(absl::Condition(+[](int* n) { return *n >= 2; }, &woke),
+    ASSERT_TRUE(woke_mu.AwaitWithTimeout(absl::Condition(
+                                             +[](int* n) { return *n >= 2; }, &woke),
                                          absl::Seconds(30)));
   }
   EXPECT_EQ(clock.NumWaiters(), 1);

@@ -91,7 +91,8 @@ void CheckReadable(const std::string& field, const std::string& path, Problems& 
 
 void ValidateBatching(const std::string& prefix, const ModelConfig& model, Problems& problems) {
   const BatchingConfig& batching = model.batching();
-  for (const BatchQueueOptionProblem& p : FindBatchQueueOptionProblems(BatchQueueOptionsFor(model))) {
+  for (const BatchQueueOptionProblem& p :
+       FindBatchQueueOptionProblems(BatchQueueOptionsFor(model))) {
     // The configuration spells two of the queue's options differently.
     if (p.field == "num_instances") {
       problems.Add(prefix, "instances must be ", p.must_be, ", got ", p.got);

@@ -101,7 +101,7 @@ struct ClassPixels {
 struct SegmentResult {
   int width = 0;
   int height = 0;
-  std::string label_png;  // empty when counts_only
+  std::string label_png;                  // empty when counts_only
   std::vector<ClassPixels> class_pixels;  // most pixels first
 };
 

@@ -41,8 +41,8 @@ ModelCatalog::ModelCatalog(std::vector<ModelMetadata> models) : models_(std::mov
 absl::StatusOr<const ModelMetadata*> ModelCatalog::Find(absl::string_view name,
                                                         absl::string_view field) const {
   if (!IsValidModelName(name)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        field, " must be 1 to 128 characters of [A-Za-z0-9._-], got ", Quote(name)));
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, " must be 1 to 128 characters of [A-Za-z0-9._-], got ", Quote(name)));
   }
   auto it = by_name_.find(name);
   if (it == by_name_.end()) {
@@ -58,7 +58,8 @@ absl::StatusOr<const ModelMetadata*> ModelCatalog::Resolve(Task task, absl::stri
   if (name.empty()) {
     auto it = default_of_.find(task);
     if (it == default_of_.end()) {
-      return absl::NotFoundError(absl::StrCat("no ", std::string(TaskName(task)), " model is served"));
+      return absl::NotFoundError(
+          absl::StrCat("no ", std::string(TaskName(task)), " model is served"));
     }
     if (served != nullptr) *served = &models_[it->second];
     return &models_[it->second];
@@ -68,8 +69,8 @@ absl::StatusOr<const ModelMetadata*> ModelCatalog::Resolve(Task task, absl::stri
   if (served != nullptr) *served = *model;
   if ((*model)->task != task) {
     return absl::InvalidArgumentError(absl::StrCat("model ", (*model)->name, " serves ",
-                                                   std::string(TaskName((*model)->task)),
-                                                   ", not ", std::string(TaskName(task))));
+                                                   std::string(TaskName((*model)->task)), ", not ",
+                                                   std::string(TaskName(task))));
   }
   return model;
 }

@@ -43,10 +43,10 @@ class ModelCatalog {
                                                const ModelMetadata** served = nullptr) const;
 
  private:
-  std::vector<ModelMetadata> models_;          // sorted by name
+  std::vector<ModelMetadata> models_;  // sorted by name
   std::map<std::string, size_t, std::less<>> by_name_;
   std::map<Task, size_t> default_of_;
-  std::string served_names_;                   // "a, b, c" for NOT_FOUND messages
+  std::string served_names_;  // "a, b, c" for NOT_FOUND messages
 };
 
 }  // namespace iis

@@ -91,7 +91,8 @@ class SignalWatcher {
                                         : absl::StrCat("signal ", byte);
         first_.Notify();
       } else {
-        common::Log(common::LogSeverity::kError, "second termination signal while shutting down: exiting now");
+        common::Log(common::LogSeverity::kError,
+                    "second termination signal while shutting down: exiting now");
         std::_Exit(130);
       }
     }
@@ -116,7 +117,8 @@ std::string DescribeModels(const Engine& engine) {
 }
 
 int Fail(absl::string_view what, const absl::Status& status) {
-  common::Log(common::LogSeverity::kError, absl::StrCat("start-up failed: ", what, ": ", status.ToString()));
+  common::Log(common::LogSeverity::kError,
+              absl::StrCat("start-up failed: ", what, ": ", status.ToString()));
   return kExitStartupFailure;
 }
 
@@ -124,7 +126,8 @@ int Fail(absl::string_view what, const absl::Status& status) {
 
 int RunServer(const RunServerOptions& options) {
   const ServerConfig& config = options.config;
-  common::Log(common::LogSeverity::kInfo, absl::StrCat("configuration: ", config.ShortDebugString()));
+  common::Log(common::LogSeverity::kInfo,
+              absl::StrCat("configuration: ", config.ShortDebugString()));
 
   absl::StatusOr<std::unique_ptr<SignalWatcher>> signals = SignalWatcher::Install();
   if (!signals.ok()) return Fail("signal handling", signals.status());
@@ -140,14 +143,16 @@ int RunServer(const RunServerOptions& options) {
   absl::StatusOr<HostPort> address = SplitListenAddress(config.listen_address());
   const std::string host = address.ok() ? address->host : config.listen_address();
   const std::string endpoint = JoinHostPort(host, (*server)->port());
-  common::Log(common::LogSeverity::kInfo,
+  common::Log(
+      common::LogSeverity::kInfo,
       absl::StrCat("listening on ", endpoint, ", health NOT_SERVING while the models load"));
 
   const absl::Time load_start = absl::Now();
   absl::StatusOr<std::unique_ptr<Engine>> engine = options.create_engine(config, metrics->get());
   if (!engine.ok()) return Fail("model engine", engine.status());
   if ((*signals)->signalled()) {
-    common::Log(common::LogSeverity::kInfo, "termination requested while the models loaded: exiting");
+    common::Log(common::LogSeverity::kInfo,
+                "termination requested while the models loaded: exiting");
     return (*engine)->Drain(absl::ZeroDuration()).ok() ? kExitOk : kExitDrainTimeout;
   }
   const std::string models = DescribeModels(**engine);
@@ -155,26 +160,29 @@ int RunServer(const RunServerOptions& options) {
     return Fail("attaching the engine", status);
   }
   common::Log(common::LogSeverity::kInfo,
-      absl::StrCat("models ready in ", absl::FormatDuration(absl::Now() - load_start), ": ",
-                   models));
+              absl::StrCat("models ready in ", absl::FormatDuration(absl::Now() - load_start), ": ",
+                           models));
   const int metrics_port = (*metrics)->port();
   if (options.on_serving) options.on_serving((*server)->port(), metrics_port);
-  common::Log(common::LogSeverity::kInfo,
+  common::Log(
+      common::LogSeverity::kInfo,
       absl::StrCat("serving on ", endpoint,
                    metrics_port >= 0 ? absl::StrCat(", metrics on :", metrics_port, "/metrics")
                                      : std::string(", metrics off")));
 
   const std::string signal_name = (*signals)->WaitForSignal();
   const absl::Duration grace = absl::Milliseconds(config.drain_grace_period_ms());
-  common::Log(common::LogSeverity::kInfo,
-      absl::StrCat(signal_name, ": draining (grace period ", absl::FormatDuration(grace), ")"));
+  common::Log(common::LogSeverity::kInfo, absl::StrCat(signal_name, ": draining (grace period ",
+                                                       absl::FormatDuration(grace), ")"));
   const absl::Time drain_start = absl::Now();
   const absl::Status drained = (*server)->Drain(grace);
   if (!drained.ok()) {
-    common::Log(common::LogSeverity::kWarning, absl::StrCat("drain did not finish in time: ", drained.ToString()));
+    common::Log(common::LogSeverity::kWarning,
+                absl::StrCat("drain did not finish in time: ", drained.ToString()));
     return kExitDrainTimeout;
   }
-  common::Log(common::LogSeverity::kInfo,
+  common::Log(
+      common::LogSeverity::kInfo,
       absl::StrCat("drained in ", absl::FormatDuration(absl::Now() - drain_start), "; exiting"));
   return kExitOk;
 }

@@ -25,9 +25,9 @@ void AddServerFlags(CLI::App& app, ServerFlags* flags) {
                  "port.")
       ->check(Integer());
   common::AddDurationOption(app, "drain-grace", &o.drain_grace,
-                                 "After SIGTERM/SIGINT, how long in-flight requests may take to "
-                                 "finish, e.g. 30s (default 30s).",
-                                 -absl::InfiniteDuration(), absl::InfiniteDuration());
+                            "After SIGTERM/SIGINT, how long in-flight requests may take to "
+                            "finish, e.g. 30s (default 30s).",
+                            -absl::InfiniteDuration(), absl::InfiniteDuration());
   app.add_option(FlagNames("worker-threads"), o.worker_threads,
                  "Threads that decode, preprocess and postprocess (default: the number of CPU "
                  "cores).")

@@ -241,8 +241,7 @@ absl::StatusOr<const VisionService::Attached*> VisionService::Ready() const {
 }
 
 absl::StatusOr<const ModelMetadata*> VisionService::ResolveModel(const Attached& attached,
-                                                                 Task task,
-                                                                 const std::string& name,
+                                                                 Task task, const std::string& name,
                                                                  Call& call) const {
   const ModelMetadata* served = nullptr;
   absl::StatusOr<const ModelMetadata*> model = attached.catalog.Resolve(task, name, &served);

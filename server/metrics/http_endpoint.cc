@@ -128,7 +128,8 @@ void MetricsHttpEndpoint::HandleConnection(int client) {
     if (n <= 0) return;
     request.append(buf, static_cast<size_t>(n));
     if (request.size() > kMaxRequestBytes) {
-      SendAll(client, Response(431, "Request Header Fields Too Large", "text/plain", "too large\n"));
+      SendAll(client,
+              Response(431, "Request Header Fields Too Large", "text/plain", "too large\n"));
       return;
     }
   }

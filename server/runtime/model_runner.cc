@@ -25,14 +25,15 @@ struct ModelRunner::Job : public BatchTask {
 namespace {
 
 // Decodes and preprocesses the request's image. Errors: INVALID_ARGUMENT.
-absl::StatusOr<models::NormalizedImage> PrepareImage(const ImageInput& in, Task task_kind,
-                                                     const models::preprocess::PreprocessSpec& spec) {
+absl::StatusOr<models::NormalizedImage> PrepareImage(
+    const ImageInput& in, Task task_kind, const models::preprocess::PreprocessSpec& spec) {
   try {
     switch (in.kind) {
       case ImageInput::Kind::kEncoded: {
         // Classification reads images as PIL does (no EXIF rotation); detection and segmentation
         // as mmcv/OpenCV do (EXIF orientation applied).
-        const cv::Mat bgr = models::preprocess::DecodeImage(in.bytes, task_kind != Task::kClassification);
+        const cv::Mat bgr =
+            models::preprocess::DecodeImage(in.bytes, task_kind != Task::kClassification);
         return models::preprocess::Preprocess(bgr, /*is_rgb=*/false, spec);
       }
       case ImageInput::Kind::kRgb8: {
@@ -54,10 +55,10 @@ absl::StatusOr<models::NormalizedImage> PrepareImage(const ImageInput& in, Task 
         for (size_t i = 0; i < n; ++i) {
           if (!std::isfinite(img.chw[i])) {
             const size_t plane = static_cast<size_t>(in.height) * in.width;
-            return absl::InvalidArgumentError(absl::StrCat(
-                "image.tensor.data holds a non-finite value (", img.chw[i], ") at channel ",
-                i / plane, ", row ", i % plane / in.width, ", column ", i % in.width,
-                ": a FLOAT32_CHW tensor must be finite"));
+            return absl::InvalidArgumentError(
+                absl::StrCat("image.tensor.data holds a non-finite value (", img.chw[i],
+                             ") at channel ", i / plane, ", row ", i % plane / in.width,
+                             ", column ", i % in.width, ": a FLOAT32_CHW tensor must be finite"));
           }
         }
         img.height = img.original_height = in.height;
@@ -137,7 +138,8 @@ absl::Status ModelRunner::Warmup(int iterations) {
         try {
           model_.instances[i]->Run(batch);
         } catch (const std::exception& e) {
-          return absl::InternalError(absl::StrCat("warm-up of model ", md.name, " failed: ", e.what()));
+          return absl::InternalError(
+              absl::StrCat("warm-up of model ", md.name, " failed: ", e.what()));
         }
       }
     }
@@ -225,10 +227,8 @@ void ModelRunner::ProcessBatch(int instance, std::vector<std::unique_ptr<Job>> b
       batch[i]->request->done(errors[i]);
       continue;
     }
-    pool_->Schedule(
-        [this, task = std::move(batch[i]), output = std::move(outputs[i]), start, end, n]() mutable {
-          Complete(std::move(task), std::move(output), start, end, n);
-        });
+    pool_->Schedule([this, task = std::move(batch[i]), output = std::move(outputs[i]), start, end,
+                     n]() mutable { Complete(std::move(task), std::move(output), start, end, n); });
   }
 }
 
@@ -250,7 +250,8 @@ void ModelRunner::Complete(std::unique_ptr<Job> task, NetworkOutput output,
       }
       case Task::kDetection: {
         const auto* o = std::get_if<DetectOptions>(&req.options);
-        response.result = ToDetectResult(output.detection, o ? *o : DetectOptions{}, md.class_names);
+        response.result =
+            ToDetectResult(output.detection, o ? *o : DetectOptions{}, md.class_names);
         break;
       }
       case Task::kSegmentation: {

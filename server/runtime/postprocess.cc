@@ -51,7 +51,8 @@ SegmentResult ToSegmentResult(const SegmentationOutput& output, bool counts_only
     const cv::Mat map(output.height, output.width, CV_8UC1,
                       const_cast<uint8_t*>(output.labels.data()));
     std::vector<uchar> png;
-    if (!cv::imencode(".png", map, png)) throw std::runtime_error("PNG encoding of the label map failed");
+    if (!cv::imencode(".png", map, png))
+      throw std::runtime_error("PNG encoding of the label map failed");
     result.label_png.assign(png.begin(), png.end());
   }
   return result;
@@ -81,7 +82,8 @@ DetectResult ToDetectResult(const DetectionOutput& output, const DetectOptions& 
                                                        output.image_height, output.image_width);
       d.mask.height = output.image_height;
       d.mask.width = output.image_width;
-      for (uint64_t run : models::detection::EncodeRle(window, output.image_height, output.image_width)) {
+      for (uint64_t run :
+           models::detection::EncodeRle(window, output.image_height, output.image_width)) {
         d.mask.counts.push_back(static_cast<uint32_t>(run));
       }
     }

@@ -24,7 +24,8 @@ class RuntimeEngine final : public Engine {
  public:
   static absl::StatusOr<std::unique_ptr<Engine>> Create(const ServerConfig& config,
                                                         Metrics* metrics, RuntimeBackend backend) {
-    if (!backend.load_model) return absl::InvalidArgumentError("RuntimeBackend.load_model is empty");
+    if (!backend.load_model)
+      return absl::InvalidArgumentError("RuntimeBackend.load_model is empty");
     std::unique_ptr<RuntimeEngine> engine(new RuntimeEngine());
     common::ThreadPool::Options pool_options;
     pool_options.num_threads = std::max(1, config.worker_threads());
@@ -35,7 +36,8 @@ class RuntimeEngine final : public Engine {
     bool uses_cuda = false;
     std::vector<ModelMetadata> models;
     for (const ModelConfig& mc : config.models()) {
-      absl::StatusOr<std::unique_ptr<ModelRunner>> runner = LoadRunner(mc, backend, *engine, metrics);
+      absl::StatusOr<std::unique_ptr<ModelRunner>> runner =
+          LoadRunner(mc, backend, *engine, metrics);
       if (!runner.ok()) return runner.status();
       for (const std::string& device : (*runner)->metadata().devices) uses_cuda |= device != "cpu";
       models.push_back((*runner)->metadata());
@@ -85,7 +87,8 @@ class RuntimeEngine final : public Engine {
   std::vector<ModelMetadata> ListModels() const override { return catalog_->models(); }
 
   absl::StatusOr<ModelMetadata> GetModel(std::string_view name) const override {
-    absl::StatusOr<const ModelMetadata*> model = catalog_->Find(absl::string_view(name.data(), name.size()), "name");
+    absl::StatusOr<const ModelMetadata*> model =
+        catalog_->Find(absl::string_view(name.data(), name.size()), "name");
     if (!model.ok()) return model.status();
     return **model;
   }
@@ -138,11 +141,11 @@ class RuntimeEngine final : public Engine {
     model_metrics->SetLoadTime(took);
     model_metrics->SetQueueCapacity((*runner)->metadata().batching.max_queue_size);
     const ModelMetadata& md = (*runner)->metadata();
-    common::Log(common::LogSeverity::kInfo,
-                absl::StrCat("model \"", md.name, "\" ready in ", absl::FormatDuration(took),
-                             " on ", md.devices.empty() ? "?" : md.devices[0], ", weights: ",
-                             md.weights_source,
-                             md.real_weights ? "" : " (RANDOM: answers are meaningless)"));
+    common::Log(
+        common::LogSeverity::kInfo,
+        absl::StrCat("model \"", md.name, "\" ready in ", absl::FormatDuration(took), " on ",
+                     md.devices.empty() ? "?" : md.devices[0], ", weights: ", md.weights_source,
+                     md.real_weights ? "" : " (RANDOM: answers are meaningless)"));
     return runner;
   }
 

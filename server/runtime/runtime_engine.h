@@ -35,7 +35,6 @@ struct RuntimeBackend {
 // with UNAVAILABLE once Drain() has started, and its Drain() waits for every request it admitted
 // (being preprocessed, queued, running or being postprocessed) until the grace period ends.
 absl::StatusOr<std::unique_ptr<Engine>> CreateRuntimeEngine(
-    const internimage::serving::v1::ServerConfig& config, Metrics* metrics,
-    RuntimeBackend backend);
+    const internimage::serving::v1::ServerConfig& config, Metrics* metrics, RuntimeBackend backend);
 
 }  // namespace iis::runtime

@@ -42,8 +42,8 @@ class Call {
     request_->task = task;
     request_->model = std::move(model);
     request_->image.kind = ImageInput::Kind::kNormalizedChw;
-    request_->image.bytes = std::string_view(reinterpret_cast<const char*>(chw_.data()),
-                                             chw_.size() * sizeof(float));
+    request_->image.bytes =
+        std::string_view(reinterpret_cast<const char*>(chw_.data()), chw_.size() * sizeof(float));
     request_->image.height = request_->image.width = kSide;
     if (task == Task::kDetection) request_->options = DetectOptions{};
     if (task == Task::kSegmentation) request_->options = SegmentOptions{};
@@ -63,9 +63,7 @@ class Call {
     }
     return answer_.get();
   }
-  bool Answered() {
-    return answer_.wait_for(std::chrono::seconds(0)) == std::future_status::ready;
-  }
+  bool Answered() { return answer_.wait_for(std::chrono::seconds(0)) == std::future_status::ready; }
 
  private:
   std::vector<float> chw_;

@@ -72,12 +72,13 @@ std::string Generate(std::string* skip_reason) {
   const int status = std::system(command.c_str());
   const int exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   if (exit_code == kSkipExitCode || (exit_code == 127 && !fs::exists(python))) {
-    *skip_reason =
-        "checkpoint fixtures need " + python + " with torch and numpy: " + testing_paths::ReadFileBytes(log);
+    *skip_reason = "checkpoint fixtures need " + python +
+                   " with torch and numpy: " + testing_paths::ReadFileBytes(log);
     return "";
   }
   if (exit_code != 0) {
-    ADD_FAILURE() << command << " failed with status " << status << ":\n" << testing_paths::ReadFileBytes(log);
+    ADD_FAILURE() << command << " failed with status " << status << ":\n"
+                  << testing_paths::ReadFileBytes(log);
     return "";
   }
   WriteFileBytes((partial / "complete").string(), "");

@@ -92,8 +92,8 @@ std::vector<NetworkOutput> FakeNetwork::Run(const std::vector<NetworkInput>& bat
 }
 
 ModelLoader FakeLoader(std::vector<std::pair<std::string, FakeModelSpec>> specs) {
-  return [specs = std::move(specs)](const internimage::serving::v1::ModelConfig& config)
-             -> absl::StatusOr<LoadedModel> {
+  return [specs = std::move(specs)](
+             const internimage::serving::v1::ModelConfig& config) -> absl::StatusOr<LoadedModel> {
     for (const auto& [architecture, spec] : specs) {
       if (architecture != config.architecture()) continue;
       LoadedModel loaded;
