@@ -52,7 +52,7 @@ ARG DEBIAN_IMAGE=debian:12.11-slim
 FROM ${DEBIAN_IMAGE} AS cpu-build
 WORKDIR /src
 COPY scripts/setup.sh scripts/setup.sh
-RUN scripts/setup.sh && rm -rf /var/lib/apt/lists/*
+RUN scripts/setup.sh --build && rm -rf /var/lib/apt/lists/*
 COPY . .
 # In /src/build, the depth of the README's build/: ccache (when the builder lends its cache, as
 # deploy/docker/check-image.sh does) then reuses objects compiled there.

@@ -4,6 +4,7 @@
 # Run as root (or with sudo available). Used by the README, .ci/run and the CPU Docker image.
 #
 #   scripts/setup.sh            build + runtime + test dependencies (the default)
+#   scripts/setup.sh --build    only what building needs (the CPU image's build stage)
 #   scripts/setup.sh --runtime  only what the server binaries need at run time (Docker runtime stage)
 set -euo pipefail
 
@@ -30,8 +31,9 @@ runtime_packages=(
 
 case "${1:-}" in
   --runtime) wanted=("${runtime_packages[@]}") ;;
+  --build) wanted=("${build_packages[@]}") ;;
   "") wanted=("${build_packages[@]}" "${test_packages[@]}") ;;
-  *) echo "usage: $0 [--runtime]" >&2; exit 2 ;;
+  *) echo "usage: $0 [--build | --runtime]" >&2; exit 2 ;;
 esac
 
 missing=()

@@ -224,9 +224,9 @@ step "build --target cpu ($context)"
 build_log=$work_dir/build.log
 build_start=$SECONDS
 if [[ $engine == docker ]]; then
-  build=(docker build --pull=false --target cpu -t "$tag" "$context")
+  build=(docker build --pull=false --target cpu -t "$tag")
 else
-  build=(buildah build --layers --pull=never --format docker --target cpu -t "$tag" "$context")
+  build=(buildah build --layers --pull=never --format docker --target cpu -t "$tag")
   # The build stage compiles through ccache (scripts/setup.sh installs it, CMakeLists.txt uses
   # it) in /src/build, the depth of the README's build/: given this machine's cache, it reuses
   # the objects that build compiled with the same Debian compiler and headers (in CI: most of
@@ -238,6 +238,7 @@ else
     echo "ccache: $ccache_dir mounted at /root/.cache/ccache for the build"
   fi
 fi
+build+=("$context")
 stamp() {  # prefixes each line with the seconds since the build started
   local line
   while IFS= read -r line; do printf '[%5ss] %s\n' $((SECONDS - build_start)) "$line"; done
