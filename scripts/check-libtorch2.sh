@@ -88,8 +88,10 @@ print_timings() {
 # ^torch\s*==). Fails when there is none.
 torch_pin() {
   local line
+  # (grep reads to the end: stopping at the first match could kill sed with SIGPIPE.)
   line=$(sed -e ':join' -e '/\\$/{N;s/\\\n//;b join' -e '}' "$1" |
-         sed -E 's/(^|[[:space:]])#.*$//' | grep -m 1 -E '^torch[[:space:]]*==') || return 1
+         sed -E 's/(^|[[:space:]])#.*$//' | grep -E '^torch[[:space:]]*==') || return 1
+  line=${line%%$'\n'*}
   sed -E 's/^torch[[:space:]]*==[[:space:]]*([^[:space:];]+).*$/\1/' <<<"$line"
 }
 

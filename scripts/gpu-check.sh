@@ -130,7 +130,8 @@ section "carried dependencies"
 # This machine's runtime libz.so.1 (it may lack the libz.so development link) with the carried
 # headers: a prefix whose lib/libz.so points at it, searched after the carry.
 deps_dir="$build_dir/deps"
-libz=$(ldconfig -p 2>/dev/null | awk '/libz\.so\.1 .*x86-64/ { print $NF; exit }')
+# (awk reads to the end: an early exit would kill ldconfig with SIGPIPE, and pipefail the script.)
+libz=$(ldconfig -p 2>/dev/null | awk '/libz\.so\.1 .*x86-64/ && !found { print $NF; found = 1 }')
 if [[ -z $libz ]]; then
   for f in /lib/x86_64-linux-gnu/libz.so.1 /usr/lib64/libz.so.1 /usr/lib/libz.so.1; do
     [[ -e $f ]] && { libz=$f; break; }

@@ -34,6 +34,10 @@ constexpr int kLanes = 8;
 constexpr int kLanes = 4;
 #endif
 
+// GCC vector types keep GCC's documented typedef spelling: clang-tidy's modernize-use-using
+// rewrite of them moves the attribute and, in Chunk, multiplies the size by sizeof(float) again.
+// NOLINTBEGIN(modernize-use-using)
+
 // Lanes for the coordinate math: one value per sampling point.
 typedef float VecF __attribute__((vector_size(kLanes * sizeof(float))));
 typedef int32_t VecI __attribute__((vector_size(kLanes * sizeof(int32_t))));
@@ -44,6 +48,7 @@ template <int kWidth>
 struct Chunk {
   typedef float Type __attribute__((vector_size(kWidth * sizeof(float))));
 };
+// NOLINTEND(modernize-use-using)
 template <>
 struct Chunk<1> {
   using Type = float;
