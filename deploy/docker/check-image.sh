@@ -22,6 +22,8 @@
 # With buildah the container runs in its own network namespace, so the image's own ports (50051,
 # 8002) never collide with servers on the machine; with Docker, Docker picks free host ports. The
 # build uses buildah's/Docker's layer cache: a repeat with unchanged sources only reruns the checks.
+# With buildah and ccache installed here, this machine's ccache directory is lent to the build
+# stage, which then takes the objects the README's build compiled (same compiler and headers).
 #
 # Installs what it needs when missing (apt-get, as root, like scripts/setup.sh): buildah and
 # debootstrap (without Docker), iproute2, curl, python3 and python3-skimage (the photographs).
