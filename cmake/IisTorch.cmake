@@ -161,12 +161,10 @@ macro(iis_find_torch)
   iis_torch_search_paths()
   iis_setup_cuda()
 
-  set(_iis_root "${Torch_ROOT}")
-  if(NOT _iis_root)
-    set(_iis_root "$ENV{Torch_ROOT}")
-  endif()
-  if(_iis_root AND NOT DEFINED kineto_LIBRARY)
-    file(GLOB _iis_kineto "${_iis_root}/lib/libkineto*")
+  # _iis_search_root: the LibTorch prefix that iis_torch_search_paths() resolved (empty for a
+  # LibTorch CMake finds by itself).
+  if(_iis_search_root AND NOT DEFINED kineto_LIBRARY)
+    file(GLOB _iis_kineto "${_iis_search_root}/lib/libkineto*")
     if(NOT _iis_kineto)
       set(kineto_LIBRARY "$<0:kineto>")  # true for if(), links nothing
     endif()
